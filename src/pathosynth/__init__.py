@@ -1,0 +1,3 @@
+"""pathosynth: pathology-aware generative augmentation of medical images."""
+
+__version__ = "0.1.0"

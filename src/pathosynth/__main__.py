@@ -1,0 +1,3 @@
+from pathosynth.cli import main
+
+main()
