@@ -83,7 +83,7 @@ def read_nifti(path: Path) -> MedicalImage:
     else:  # 4D: the fourth NIfTI axis is time or channels; it becomes our leading channel axis
         array = data.transpose(3, 2, 1, 0)
         direction = direction_ijk[:, ::-1]
-    return MedicalImage(np.ascontiguousarray(array), tuple(spacing_ijk[::-1]), origin, direction)
+    return MedicalImage(_native(array), tuple(spacing_ijk[::-1]), origin, direction)
 
 
 def read_sitk(path: Path) -> MedicalImage:
@@ -125,7 +125,13 @@ def read_plain_2d(path: Path) -> MedicalImage:
     spacing = (1.0, 1.0)
     if dpi and all(float(d) > 0 for d in dpi[:2]):
         spacing = (25.4 / float(dpi[1]), 25.4 / float(dpi[0]))
-    return MedicalImage(np.ascontiguousarray(array), spacing)
+    return MedicalImage(_native(array), spacing)
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """Contiguous, native byte order: big-endian NIfTI and TIFF data would otherwise reach
+    torch.from_numpy, which rejects non-native byte order."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,213 @@
+"""`pathosynth <verb>`: a thin layer over the library functions of the same names."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from pathosynth import __version__
+from pathosynth.errors import UserError
+
+
+def _split_plan(split: str, split_file: str | None, seed: int):
+    from pathosynth.data.splits import SplitPlan, parse_ratios, read_split_file
+
+    if split_file:
+        return SplitPlan(explicit=read_split_file(split_file), seed=seed)
+    return SplitPlan(ratios=parse_ratios(split), seed=seed)
+
+
+def split_options(command):
+    """The options every command that writes a dataset shares."""
+    for option in reversed([
+        click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+                     help="Dataset folder to create; it appears only when complete."),
+        click.option("--split", default="0.7,0.15,0.15", show_default=True,
+                     help="Patient-level train,val,test ratios."),
+        click.option("--split-file", type=click.Path(), default=None,
+                     help="CSV (patient_id,split) or JSON {split: [patients]} fixing every patient's split."),
+        click.option("--seed", default=0, show_default=True, help="Seed for the patient split (and phantoms)."),
+        click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
+        click.option("--quiet", is_flag=True, help="No progress bars."),
+    ]):
+        command = option(command)
+    return command
+
+
+def skip_bad_option(command):
+    return click.option("--skip-bad", is_flag=True,
+                        help="Import the rest when inputs are bad; list them in OUT/skipped.csv.")(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pathosynth")
+def cli():
+    """pathosynth: pathology-aware generative augmentation of medical images.
+
+    Start with `pathosynth demo`, which builds the built-in datasets and shows them.
+    """
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
+              help="Folder for the demo's datasets, info and previews.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--tiny", is_flag=True, help="Tiny datasets (seconds), for a smoke test.")
+@click.option("--overwrite", is_flag=True, help="Rebuild datasets that a previous run already finished.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(out, seed, tiny, overwrite, quiet):
+    """Build the built-in phantom datasets, write their info and preview grids."""
+    from pathosynth.demo import run_demo
+
+    run_demo(out, seed=seed, tiny=tiny, overwrite=overwrite, progress=not quiet)
+
+
+@cli.group()
+def data():
+    """Import, build, describe and show datasets."""
+
+
+@data.command()
+@click.argument("kind", type=click.Choice(["brain-mr", "chest-ct", "radiograph"]))
+@split_options
+@click.option("--patients", type=int, default=None,
+              help="Number of patients [default: brain-mr 40, chest-ct 24, radiograph 160].")
+@click.option("--kind", "kind_3d", type=click.Choice(["vois", "scans"]), default="vois", show_default=True,
+              help="chest-ct only: nodule VOIs (for 3D MCGAN) or whole scans (for detection).")
+@click.option("--keep-raw", type=click.Path(path_type=Path), default=None,
+              help="Also keep the raw layout (BraTS / LUNA16 / images+CSV) in this folder.")
+@click.option("--tiny", is_flag=True, help="Tiny images, for tests.")
+def phantom(kind, out, split, split_file, seed, overwrite, quiet, patients, kind_3d, keep_raw, tiny):
+    """Build a built-in dataset: brain-mr, chest-ct or radiograph (deterministic from --seed)."""
+    from pathosynth.data.phantoms import build_phantom
+
+    path = build_phantom(kind, out, seed=seed, patients=patients, tiny=tiny,
+                         plan=_split_plan(split, split_file, seed), kind_3d=kind_3d, keep_raw=keep_raw,
+                         overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
+@data.group(name="import")
+def import_():
+    """Import a folder in a layout the field uses (brats, luna16, folder)."""
+
+
+@import_.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@split_options
+@skip_bad_option
+@click.option("--sequences", default="t1ce", show_default=True,
+              help="Comma list of t1,t1ce,t2,flair, or 'all' to stack the four as channels.")
+@click.option("--slices", default="30-130", show_default=True, help="Axial slice range kept, 0-based, inclusive.")
+@click.option("--pad-to", default=256, show_default=True, help="Zero-pad slices to this square size; 0 keeps it.")
+@click.option("--min-tumour-area", default=0, show_default=True,
+              help="Drop borderline slices whose tumour area (px) is above 0 but below this.")
+@click.option("--min-brain-fraction", default=0.0, show_default=True,
+              help="Drop slices with less brain than this fraction of the patient's largest brain slice.")
+@click.option("--min-box-area", default=1, show_default=True, help="Tumour components below this (px) get no box.")
+def brats(src, out, split, split_file, seed, overwrite, quiet, skip_bad, sequences, slices, pad_to,
+          min_tumour_area, min_brain_fraction, min_box_area):
+    """BraTS case folders (t1, t1ce, t2, flair, seg NIfTI) -> labelled 2D slices with tumour boxes."""
+    from pathosynth.data.importers.brats import BratsOptions, import_brats, parse_sequences, parse_slice_range
+
+    options = BratsOptions(sequences=parse_sequences(sequences), slices=parse_slice_range(slices), pad_to=pad_to,
+                           min_tumour_area=min_tumour_area, min_brain_fraction=min_brain_fraction,
+                           min_box_area=min_box_area)
+    path = import_brats(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
+                        skip_bad=skip_bad, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
+@import_.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@split_options
+@skip_bad_option
+@click.option("--annotations", type=click.Path(), default=None,
+              help="Annotations CSV [default: SRC/annotations.csv]; optional attenuation or texture column.")
+@click.option("--kind", type=click.Choice(["vois", "scans"]), default="vois", show_default=True,
+              help="64^3 nodule VOIs (for 3D MCGAN) or whole scans with nodule boxes (for detection).")
+@click.option("--spacing", default=1.0, show_default=True, help="Isotropic resampling in mm.")
+@click.option("--voi-size", default=64, show_default=True)
+@click.option("--nodule-box", default=32, show_default=True, help="Edge of the central nodule box in a VOI.")
+def luna16(src, out, split, split_file, seed, overwrite, quiet, skip_bad, annotations, kind, spacing, voi_size,
+           nodule_box):
+    """LUNA16 chest CT (.mhd + annotations.csv) -> nodule VOIs with size/attenuation, or scans."""
+    from pathosynth.data.importers.luna16 import Luna16Options, import_luna16
+
+    if spacing <= 0 or voi_size < 2 or not 0 < nodule_box <= voi_size:
+        raise UserError("--spacing must be positive and 0 < --nodule-box <= --voi-size")
+    options = Luna16Options(kind=kind, spacing=spacing, voi_size=voi_size, nodule_box=nodule_box,
+                            annotations=annotations)
+    path = import_luna16(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
+                         skip_bad=skip_bad, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
+@import_.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@split_options
+@skip_bad_option
+@click.option("--csv", "csv_path", type=click.Path(), default=None,
+              help="Label table [default: SRC/labels.csv]: file,label[,patient_id,boxes,split].")
+@click.option("--classes", default=None, help="Comma list of allowed labels [default: those in the table].")
+@click.option("--size", default=0, show_default=True, help="Letterbox images to SIZE x SIZE; 0 keeps them.")
+@click.option("--modality", default="DX", show_default=True, help="DICOM modality code stored in dataset.json.")
+def folder(src, out, split, split_file, seed, overwrite, quiet, skip_bad, csv_path, classes, size, modality):
+    """A folder of 2D images plus a CSV of labels (and optional patients, boxes, splits)."""
+    from pathosynth.data.importers.folder import FolderOptions, import_folder
+
+    options = FolderOptions(csv=csv_path, size=size, modality=modality,
+                            classes=tuple(c.strip() for c in classes.split(",")) if classes else None)
+    path = import_folder(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
+                         skip_bad=skip_bad, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def info(dataset, as_json, quiet):
+    """Counts by split, class and attribute; sizes; spacing; intensities; boxes."""
+    from pathosynth.data.inspect import dataset_info, format_info
+
+    summary = dataset_info(dataset, progress=not quiet)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_info(summary))
+
+
+@data.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="PNG to write [default: DATASET-preview.png beside the dataset].")
+@click.option("-n", "--n", "count", default=16, show_default=True, help="Number of images.")
+@click.option("--split", default=None, help="Only this split.")
+@click.option("--label", default=None, help="Only this class.")
+@click.option("--channel", default=0, show_default=True, help="Channel shown for multi-channel images.")
+@click.option("--seed", default=0, show_default=True, help="Which samples are picked.")
+def show(dataset, out, count, split, label, channel, seed):
+    """A PNG grid of samples with their boxes drawn."""
+    from pathosynth.data.inspect import show_dataset
+
+    out = out or dataset.parent / f"{dataset.name}-preview.png"
+    click.echo(f"wrote {show_dataset(dataset, out, count, split, label, channel, seed)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="pathosynth", standalone_mode=False)
+    except UserError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted; nothing half-written was left behind", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

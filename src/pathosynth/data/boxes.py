@@ -1,0 +1,67 @@
+"""Bounding boxes: the one convention, boxes from masks, parsing and validation.
+
+A 2D box is ``[x_min, y_min, x_max, y_max]`` and a 3D box ``[x_min, y_min, z_min, x_max, y_max,
+z_max]``, in pixel/voxel units of the stored image, where ``x`` is the column (last array axis),
+``y`` the row and ``z`` the slice. Pixel ``i`` covers ``[i, i + 1)``, so a box around pixels 3..5
+inclusive is ``[3, ..., 6, ...]`` and ``x_max - x_min`` is the width in pixels. This is MONAI's
+"xyxy"/"xyzxyz" corner mode with x along the last array axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+BOX_CONVENTION = (
+    "corners [x_min, y_min, (z_min,) x_max, y_max, (z_max)] in pixel units of the stored image; "
+    "x = column (last array axis), y = row, z = slice; min inclusive, max exclusive"
+)
+
+
+def boxes_from_mask(mask: np.ndarray, min_size: int = 1) -> list[list[int]]:
+    """One box per connected component (face connectivity) of ``mask > 0`` with >= min_size pixels."""
+    components, count = ndimage.label(mask > 0)
+    if count == 0:
+        return []
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    boxes = []
+    for index, region in enumerate(ndimage.find_objects(components), start=1):
+        if region is None or sizes[index] < min_size:
+            continue
+        lows = [s.start for s in region][::-1]  # array order -> x, y, z
+        highs = [s.stop for s in region][::-1]
+        boxes.append([int(v) for v in lows + highs])
+    return sorted(boxes)
+
+
+def box_is_inside(box: list[float], spatial_shape: tuple[int, ...]) -> bool:
+    dims = len(spatial_shape)
+    if len(box) != 2 * dims:
+        return False
+    lows, highs = np.asarray(box[:dims], float), np.asarray(box[dims:], float)
+    extent = np.asarray(spatial_shape[::-1], float)  # x, y, z extents
+    return bool(np.all(lows >= 0) and np.all(highs <= extent) and np.all(highs > lows))
+
+
+def parse_boxes(text: str, dims: int = 2) -> list[list[float]]:
+    """Parse ``"x0,y0,x1,y1;x0,y0,x1,y1"`` (empty text: no boxes). Raises ValueError on bad text."""
+    text = (text or "").strip()
+    if not text:
+        return []
+    boxes = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        values = [float(v) for v in part.split(",")]
+        if len(values) != 2 * dims:
+            raise ValueError(f"'{part.strip()}' has {len(values)} numbers, a {dims}D box needs {2 * dims}")
+        boxes.append([int(v) if v.is_integer() else v for v in values])
+    return boxes
+
+
+def format_boxes(boxes: list[list[float]]) -> str:
+    return ";".join(",".join(_number(v) for v in box) for box in boxes)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"

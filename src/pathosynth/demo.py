@@ -1,0 +1,60 @@
+"""`pathosynth demo`: the built-in datasets, built, described and shown.
+
+A dataset folder that a previous run finished is reused (folders appear only when complete), so an
+interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+from pathosynth.data.importers.luna16 import Luna16Options, import_luna16
+from pathosynth.data.inspect import dataset_info, format_info, show_dataset
+from pathosynth.data.phantoms import build_phantom
+from pathosynth.data.splits import SplitPlan
+from pathosynth.errors import UserError
+
+
+def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: bool = False,
+             progress: bool = True) -> list[Path]:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; give --out a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    plan = SplitPlan(seed=seed)
+    patients = {"brain-mr": 6, "chest-ct": 6, "radiograph": 24} if tiny else {}
+    built = []
+
+    def fresh(name: str) -> bool:
+        done = (out / name / "dataset.json").is_file()
+        if done and not overwrite:
+            click.echo(f"{name}: reusing {out / name} (pass --overwrite to rebuild)")
+        return overwrite or not done
+
+    for kind in ("brain-mr", "radiograph"):
+        if fresh(kind):
+            build_phantom(kind, out / kind, seed=seed, patients=patients.get(kind), tiny=tiny, plan=plan,
+                          overwrite=True, progress=progress)
+        built.append(out / kind)
+    if fresh("chest-ct") or fresh("chest-ct-scans"):
+        # one raw LUNA16-layout phantom, imported twice: nodule VOIs and whole scans
+        with tempfile.TemporaryDirectory(prefix="pathosynth-demo-") as scratch:
+            raw = Path(scratch) / "luna16"
+            build_phantom("chest-ct", out / "chest-ct", seed=seed, patients=patients.get("chest-ct"), tiny=tiny,
+                          plan=plan, keep_raw=raw, overwrite=True, progress=progress)
+            import_luna16(raw, out / "chest-ct-scans", Luna16Options(kind="scans"), plan, overwrite=True,
+                          progress=progress)
+    built += [out / "chest-ct", out / "chest-ct-scans"]
+    for path in built:
+        summary = dataset_info(path, progress=progress)
+        (out / f"{path.name}-info.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = format_info(summary)
+        (out / f"{path.name}-info.txt").write_text(text + "\n")
+        preview = show_dataset(path, out / f"{path.name}-preview.png", n=16, seed=seed)
+        click.echo(f"\n{text}\n  preview: {preview}")
+    click.echo(f"\ndemo finished: datasets, info and previews are in {out}")
+    return built
