@@ -1,0 +1,74 @@
+"""The CLI as a user meets it: a real process, its exit code, its stderr, the files it leaves."""
+
+import subprocess
+import sys
+
+from tests.layouts import make_brats_layout, make_folder_layout
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "pathosynth", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_help_lists_every_verb():
+    result = run("--help")
+    assert result.returncode == 0
+    for verb in ("demo", "data"):
+        assert verb in result.stdout
+    data = run("data", "--help").stdout
+    for verb in ("import", "phantom", "info", "show"):
+        assert verb in data
+    imports = run("data", "import", "--help").stdout
+    for layout in ("brats", "luna16", "folder"):
+        assert layout in imports
+
+
+def _assert_clean_failure(result, *needles):
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path):
+    _assert_clean_failure(run("data", "info", str(tmp_path / "nowhere")), "nowhere", "not a pathosynth dataset")
+    (tmp_path / "empty").mkdir()
+    _assert_clean_failure(run("data", "import", "brats", str(tmp_path / "empty"), "--out", str(tmp_path / "o")),
+                          "no BraTS case found")
+    _assert_clean_failure(run("data", "import", "folder", str(tmp_path / "empty"), "--out", str(tmp_path / "o")),
+                          "labels.csv", "not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_truncated_nifti_fails_cleanly_and_skip_bad_imports_the_rest(tmp_path):
+    make_brats_layout(tmp_path / "src", n_cases=3)
+    victim = tmp_path / "src" / "Case_001" / "Case_001_t1ce.nii.gz"
+    content = victim.read_bytes()
+    victim.write_bytes(content[: len(content) // 2])
+    args = ["data", "import", "brats", str(tmp_path / "src"), "--slices", "0-19", "--pad-to", "0", "--quiet"]
+    result = run(*args, "--out", str(tmp_path / "ds"))
+    _assert_clean_failure(result, "Case_001_t1ce.nii.gz", "--skip-bad")
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))
+    result = run(*args, "--out", str(tmp_path / "ds"), "--skip-bad")
+    assert result.returncode == 0, result.stderr
+    assert "Case_001_t1ce.nii.gz" in (tmp_path / "ds" / "skipped.csv").read_text()
+    info = run("data", "info", str(tmp_path / "ds"), "--quiet")
+    assert info.returncode == 0 and "non-tumour" in info.stdout
+    show = run("data", "show", str(tmp_path / "ds"), "--out", str(tmp_path / "grid.png"))
+    assert show.returncode == 0 and (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_folder_import_with_split_file(tmp_path):
+    make_folder_layout(tmp_path / "src", n_patients=3)
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("patient_id,split\nP0,train\nP1,test\n")
+    args = ["data", "import", "folder", str(tmp_path / "src"), "--out", str(tmp_path / "ds"), "--quiet",
+            "--split-file", str(split_file)]
+    _assert_clean_failure(run(*args), "does not list 1 patient", "P2")
+    split_file.write_text("patient_id,split\nP0,train\nP1,test\nP2,val\n")
+    assert run(*args).returncode == 0
+    manifest = (tmp_path / "ds" / "manifest.csv").read_text()
+    assert ",P2,val," in manifest and ",P0,train," in manifest
