@@ -74,7 +74,8 @@ def read_dicom_series(folder: Path) -> MedicalImage:
         raise BadInputError(folder, f"holds no DICOM image files{extra}", SERIES_HINT)
     series: dict[str, list[Path]] = {}
     for path, ds in images:
-        series.setdefault(str(ds.get("SeriesInstanceUID", "") or "(no SeriesInstanceUID)"), []).append(path)
+        uid = str(ds.get("SeriesInstanceUID", "") or "(no SeriesInstanceUID)")
+        series.setdefault(uid, []).append(path)
     if len(series) > 1:
         listing = ", ".join(f"{uid} ({len(paths)} files)" for uid, paths in series.items())
         raise BadInputError(folder, f"holds {len(series)} series: {listing}",
@@ -112,8 +113,10 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
     shared = ds.get("SharedFunctionalGroupsSequence") or []
     single = len(frames) == 1
     offsets = ds.get("GridFrameOffsetVector")
-    if single or not hasattr(offsets, "__len__") or len(offsets) != len(frames):
+    if single or not hasattr(offsets, "__len__"):
         offsets = None
+    else:
+        offsets = _vector(offsets, len(frames), path, "GridFrameOffsetVector")
     top = _vector(ds.get("ImagePositionPatient"), 3, path, "ImagePositionPatient")
     slices = []
     for i, pixels in enumerate(frames):
@@ -132,8 +135,7 @@ def _slices_of(ds, path: Path) -> list[_Slice]:
         position = _vector(_find(ds, groups, "PlanePositionSequence", "ImagePositionPatient",
                                  top_level=single or i == 0), 3, path, "ImagePositionPatient")
         if position is None and top is not None and orientation is not None and offsets is not None:
-            step = _number(offsets[i], path, "GridFrameOffsetVector") - _number(offsets[0], path, "GridFrameOffsetVector")
-            position = top + step * _direction(orientation)[:, 0]
+            position = top + (offsets[i] - offsets[0]) * _direction(orientation)[:, 0]
         instance = ds.get("InstanceNumber") if single else None
         slices.append(_Slice(
             pixels=pixels,
@@ -179,9 +181,16 @@ def _decode(ds, path: Path) -> np.ndarray:
         if palette:
             pixels = apply_color_lut(pixels, ds)
     except Exception as exc:  # truncated pixel data, bad lengths, decoder failures
-        raise BadInputError(path, f"has pixel data that cannot be decoded ({_short(exc)})", REPAIR_HINT) from exc
+        raise BadInputError(path, f"has pixel data that cannot be decoded ({_short(exc)})",
+                            REPAIR_HINT) from exc
     if palette or int(ds.get("SamplesPerPixel") or 1) == 3:
         pixels = np.rint(pixels @ np.array([0.299, 0.587, 0.114])).astype(pixels.dtype)
+    elif ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        # MONOCHROME1 shows low values white (common in CR/DX); invert so bone is bright everywhere
+        if int(ds.get("PixelRepresentation") or 0) == 0:
+            pixels = ((1 << int(ds.get("BitsStored") or 16)) - 1 - pixels.astype(np.int64)).astype(pixels.dtype)
+        else:
+            pixels = np.invert(pixels)
     return pixels if pixels.ndim == 3 else pixels[None]
 
 
@@ -204,14 +213,15 @@ def _stack(slices: list[_Slice], where: Path, stored_order: bool) -> MedicalImag
         raise BadInputError(where, f"has slices of different sizes ({', '.join(sizes)})", SERIES_HINT)
     spacings = {s.pixel_spacing for s in slices}
     if len(spacings) > 1 and not all(p and np.allclose(p, first.pixel_spacing, rtol=1e-3) for p in spacings):
-        raise BadInputError(where, f"has slices with different pixel spacings {sorted(map(str, spacings))}",
-                            SERIES_HINT)
+        listing = ", ".join(sorted(map(str, spacings)))
+        raise BadInputError(where, f"has slices with different pixel spacings ({listing})", SERIES_HINT)
     orientation = first.orientation
     if any(s.orientation is None for s in slices):
         orientation = None
     elif any(not np.allclose(s.orientation, orientation, atol=1e-4) for s in slices):
         raise BadInputError(where, "has slices with different orientations (a localizer, or a radial "
-                            "or multi-stack acquisition)", "keep only the slices of one parallel stack in the folder")
+                            "or multi-stack acquisition)",
+                            "keep only the slices of one parallel stack in the folder")
     direction = _direction(orientation) if orientation is not None else plain_direction(3)
     in_plane = first.pixel_spacing or (1.0, 1.0)
     gap = first.gap or 1.0
@@ -221,34 +231,37 @@ def _stack(slices: list[_Slice], where: Path, stored_order: bool) -> MedicalImag
         depth = np.array([s.position @ normal for s in slices])
         order = np.argsort(depth, kind="stable")
         steps = np.diff(depth[order])
-        for k in np.flatnonzero(steps < _SAME_POSITION_MM):
-            a, b = slices[order[k]], slices[order[k + 1]]
-            raise BadInputError(where, f"has two slices at the same position ({_names(a, b)}): duplicated "
-                                "files, or several echoes, phases or time points in one series",
+        if (steps < _SAME_POSITION_MM).any():
+            k = int(np.argmax(steps < _SAME_POSITION_MM))
+            pair = _names(slices, order[k:k + 2])
+            raise BadInputError(where, f"has two slices at the same position ({pair}): duplicated files, "
+                                "or several echoes, phases or time points in one series",
                                 "keep one slice per position, one volume per folder")
         if len(slices) > 1:
             gap = float(depth[order[-1]] - depth[order[0]]) / (len(slices) - 1)
             if np.abs(steps - gap).max() > _GAP_TOLERANCE * gap:
                 k = int(np.abs(steps - gap).argmax())
                 raise BadInputError(
-                    where, f"has unevenly spaced slices (gaps from {steps.min():.4g} to {steps.max():.4g} mm, "
-                    f"e.g. {steps[k]:.4g} mm between {_names(slices[order[k]], slices[order[k + 1]])})",
+                    where, f"has unevenly spaced slices (gaps of {steps.min():.4g} to {steps.max():.4g} mm, "
+                    f"e.g. {steps[k]:.4g} mm between {_names(slices, order[k:k + 2])})",
                     "make sure no slice is missing, or resample the series to even spacing")
-            origin = slices[order[0]].position
-            along = origin + np.outer(depth[order] - depth[order[0]], normal)
-            drift = np.linalg.norm(np.array([slices[i].position for i in order]) - along, axis=1).max()
+            # Positions must run along the normal, else one origin and direction cannot place them.
+            positions = np.array([slices[i].position for i in order])
+            along = positions[0] + np.outer(depth[order] - depth[order[0]], normal)
+            drift = np.linalg.norm(positions - along, axis=1).max()
             if drift > 0.1 * min(in_plane):
                 raise BadInputError(where, f"has slices that drift {drift:.3g} mm sideways along the stack "
                                     "(gantry tilt or a sheared stack)",
-                                    "resample it to a rectilinear grid first (e.g. dcm2niix corrects gantry tilt)")
+                                    "resample it to a rectilinear grid first (dcm2niix corrects gantry tilt)")
     elif stored_order:
         order = np.arange(len(slices))
     elif all(s.instance is not None for s in slices):
         numbers = np.array([s.instance for s in slices])
         order = np.argsort(numbers, kind="stable")
-        for k in np.flatnonzero(np.diff(numbers[order]) == 0):
+        if (np.diff(numbers[order]) == 0).any():
+            k = int(np.argmax(np.diff(numbers[order]) == 0))
             raise BadInputError(where, f"has two slices with InstanceNumber {numbers[order[k]]} and no "
-                                f"positions ({_names(slices[order[k]], slices[order[k + 1]])})",
+                                f"positions ({_names(slices, order[k:k + 2])})",
                                 "keep one slice per position, one volume per folder")
     else:
         raise BadInputError(where, "has slices without ImagePositionPatient or InstanceNumber, so their "
@@ -273,9 +286,10 @@ def _rescale(slices: list[_Slice]) -> np.ndarray:
     whole = all(float(s.slope).is_integer() and float(s.intercept).is_integer() for s in slices)
     if not whole or any(s.pixels.dtype.kind == "f" for s in slices):
         return np.stack([s.pixels * s.slope + s.intercept for s in slices]).astype(np.float32)
-    ends = [v * int(s.slope) + int(s.intercept) for s in slices for v in (int(s.pixels.min()), int(s.pixels.max()))]
-    dtype = next((t for t in (np.int16, np.int32) if np.iinfo(t).min <= min(ends) and max(ends) <= np.iinfo(t).max),
-                 np.float64)
+    ends = [int(v) * int(s.slope) + int(s.intercept)
+            for s in slices for v in (s.pixels.min(), s.pixels.max())]
+    dtype = next((t for t in (np.int16, np.int32)
+                  if np.iinfo(t).min <= min(ends) and max(ends) <= np.iinfo(t).max), np.float64)
     out = np.empty((len(slices),) + slices[0].pixels.shape, dtype=dtype)
     for k, s in enumerate(slices):
         out[k] = s.pixels.astype(np.int64) * int(s.slope) + int(s.intercept)
@@ -301,9 +315,10 @@ def _vector(value, size: int, path: Path, keyword: str) -> np.ndarray | None:
     except (TypeError, ValueError) as exc:
         raise BadInputError(path, f"has an unreadable {keyword} {value!r}", REPAIR_HINT) from exc
     if numbers.shape != (size,) or not np.isfinite(numbers).all():
-        raise BadInputError(path, f"has a {keyword} of {len(numbers)} values where {size} are needed", REPAIR_HINT)
+        raise BadInputError(path, f"has a {keyword} of {len(numbers)} values where {size} are needed",
+                            REPAIR_HINT)
     return numbers
 
 
-def _names(*slices: _Slice) -> str:
-    return " and ".join(s.label for s in slices)
+def _names(slices: list[_Slice], indices) -> str:
+    return " and ".join(slices[i].label for i in indices)

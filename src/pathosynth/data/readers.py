@@ -49,6 +49,10 @@ def read_image(path: str | Path) -> MedicalImage:
         from pathosynth.data.dicom import read_dicom_file
 
         return read_dicom_file(path)
+    if _has_dicom_preamble(path):
+        from pathosynth.data.dicom import read_dicom_file
+
+        return read_dicom_file(path)
     known = ", ".join(NIFTI_SUFFIXES + SITK_SUFFIXES + PLAIN_2D_SUFFIXES + DICOM_SUFFIXES)
     raise BadInputError(path, f"has an unknown image type '{suffix}'",
                         f"convert it to one of {known}, or a DICOM series folder")
@@ -132,6 +136,12 @@ def _native(array: np.ndarray) -> np.ndarray:
     """Contiguous, native byte order: big-endian NIfTI and TIFF data would otherwise reach
     torch.from_numpy, which rejects non-native byte order."""
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    """DICOM files often have no suffix; Part 10 files carry 'DICM' after a 128-byte preamble."""
+    with path.open("rb") as handle:
+        return handle.read(132)[128:] == b"DICM"
 
 
 def _short(exc: BaseException) -> str:

@@ -26,6 +26,18 @@ def write_image(path: str | Path, image: MedicalImage) -> None:
         raise ValueError(f"no writer for {path.name}")
 
 
+def _portable(array: np.ndarray) -> np.ndarray:
+    """NIfTI and ITK have no bool and nibabel refuses int64 (numpy's default integer): narrow them."""
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype in (np.int64, np.uint64):
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max:
+            return array.astype(np.int32)
+        return array.astype(np.float64)
+    return array
+
+
 def write_nifti(path: Path, image: MedicalImage) -> None:
     import nibabel as nib
 
@@ -41,7 +53,7 @@ def write_nifti(path: Path, image: MedicalImage) -> None:
     affine[:3, 3] = _LPS_TO_RAS @ origin
     if dims == 2:
         affine[2, 2] = 1.0
-    array = image.array
+    array = _portable(image.array)
     data = np.transpose(array, tuple(range(array.ndim))[::-1])  # [c,]z,y,x -> x,y,z[,c]
     nifti = nib.Nifti1Image(np.ascontiguousarray(data), affine)
     zooms = list(spacing_ijk) + [1.0] * (data.ndim - dims)
@@ -58,7 +70,8 @@ def write_sitk(path: Path, image: MedicalImage) -> None:
     import SimpleITK as sitk
 
     is_vector = image.array.ndim == image.spatial_dims + 1
-    array = np.moveaxis(image.array, 0, -1) if is_vector else image.array
+    array = _portable(image.array)
+    array = np.moveaxis(array, 0, -1) if is_vector else array
     img = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=is_vector)
     img.SetSpacing([float(s) for s in image.spacing[::-1]])
     img.SetOrigin([float(o) for o in image.origin])
