@@ -163,8 +163,7 @@ class DatasetWriter:
         self.skip_bad = skip_bad
         if self.out.exists() and not overwrite:
             raise UserError(f"{self.out} already exists; choose another --out or pass --overwrite")
-        if not self.out.parent.exists():
-            raise UserError(f"{self.out.parent}: the folder for --out does not exist; create it first")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
         shutil.rmtree(self.tmp, ignore_errors=True)
         (self.tmp / "images").mkdir(parents=True)

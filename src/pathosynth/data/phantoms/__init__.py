@@ -40,7 +40,10 @@ def build_phantom(kind: str, out: str | Path, *, seed: int = 0, patients: int | 
                 raise UserError(f"{raw} is not empty; give --keep-raw an empty or new folder")
             raw.mkdir(parents=True, exist_ok=True)
         with tqdm(total=patients, desc=f"{kind} phantom", unit="patient", disable=not progress) as bar:
-            tick = lambda: bar.update(1)  # noqa: E731
+
+            def tick(*_: object) -> None:  # some writers report (done, total); the bar counts calls
+                bar.update(1)
+
             try:
                 return _write_and_import(kind, raw, out, seed, patients, tiny, plan, kind_3d, tick,
                                          overwrite, progress)
