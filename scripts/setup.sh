@@ -12,6 +12,8 @@ stamp=.venv/.pathosynth-installed
 wanted=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     # torch 2.14.1 / torchvision 0.29.1 come from the machine's local package store through plain pip
-    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+    # (this machine's pip.conf lists local indexes that lack most names: drop those notices)
+    .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 \
+        | { grep -v "is neither a file nor a directory" || true; }
     echo "$wanted" > "$stamp"
 fi
