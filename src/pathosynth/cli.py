@@ -107,7 +107,7 @@ def import_():
               help="Drop borderline slices whose tumour area (px) is above 0 but below this.")
 @click.option("--min-brain-fraction", default=0.0, show_default=True,
               help="Drop slices with less brain than this fraction of the patient's largest brain slice.")
-@click.option("--min-box-area", default=1, show_default=True, help="Tumour components below this (px) get no box.")
+@click.option("--min-box-area", default=10, show_default=True, help="Tumour components below this (px) get no box.")
 def brats(src, out, split, split_file, seed, overwrite, quiet, skip_bad, sequences, slices, pad_to,
           min_tumour_area, min_brain_fraction, min_box_area):
     """BraTS case folders (t1, t1ce, t2, flair, seg NIfTI) -> labelled 2D slices with tumour boxes."""

@@ -97,3 +97,9 @@ def test_box_inside_and_text_round_trip():
     assert parse_boxes("") == []
     with pytest.raises(ValueError):
         parse_boxes("1,2,3")
+
+
+def test_corner_touching_pixels_are_one_lesion():
+    mask = np.zeros((6, 6), bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True
+    assert boxes_from_mask(mask) == [[1, 1, 4, 4]]

@@ -19,8 +19,13 @@ BOX_CONVENTION = (
 
 
 def boxes_from_mask(mask: np.ndarray, min_size: int = 1) -> list[list[int]]:
-    """One box per connected component (face connectivity) of ``mask > 0`` with >= min_size pixels."""
-    components, count = ndimage.label(mask > 0)
+    """One box per connected component of ``mask > 0`` with >= min_size pixels.
+
+    Pixels touching by a corner belong together (8-/26-connectivity): a lesion's thin diagonal
+    bridge should not split it into several boxes.
+    """
+    binary = mask > 0
+    components, count = ndimage.label(binary, structure=np.ones((3,) * binary.ndim))
     if count == 0:
         return []
     sizes = np.bincount(components.ravel(), minlength=count + 1)

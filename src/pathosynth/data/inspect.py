@@ -88,7 +88,7 @@ def format_info(summary: dict) -> str:
         lines.append(f"  {split:<8}{summary['patients'][split]:>10}{cells}{sum(by_label.values()):>10}")
     for key, values in summary["attributes"].items():
         lines.append(f"  {key}: " + ", ".join(f"{v} {n}" for v, n in values.items()))
-    lines.append("  image size (array order): " + ", ".join(f"{s} ({n})" for s, n in summary["image_sizes"].items()))
+    lines.append("  image size (array order): " + _sizes_text(summary["image_sizes"]))
     spacing = summary["spacing_mm"]
     lines.append(f"  spacing (mm, array order): {spacing if spacing else 'varies per sample'}")
     intensity = summary["intensity"]
@@ -103,6 +103,14 @@ def format_info(summary: dict) -> str:
     if summary["synthetic"]:
         lines.append(f"  synthetic samples: {summary['synthetic']}")
     return "\n".join(lines)
+
+
+def _sizes_text(sizes: dict[str, int]) -> str:
+    if len(sizes) <= 4:
+        return ", ".join(f"{s} ({n})" for s, n in sizes.items())
+    shapes = np.asarray([[int(v) for v in s.split("x")] for s in sizes])
+    ranges = "x".join(f"{lo}-{hi}" if lo != hi else f"{lo}" for lo, hi in zip(shapes.min(0), shapes.max(0)))
+    return f"{len(sizes)} sizes within {ranges}"
 
 
 def pick_samples(dataset: Dataset, n: int, split: str | None, label: str | None, seed: int) -> list[Sample]:

@@ -37,7 +37,7 @@ class BratsOptions:
     pad_to: int = 256  # zero-pad the slices to pad_to x pad_to; 0 keeps their size
     min_tumour_area: int = 0  # drop slices whose tumour area (px) is > 0 but below this
     min_brain_fraction: float = 0.0  # drop slices with less brain than this fraction of the largest
-    min_box_area: int = 1  # tumour components smaller than this (px) get no box
+    min_box_area: int = 10  # tumour components smaller than this (px) get no box: specks are no lesion
     percentile: float = 99.5  # per-volume normalisation: this brain percentile becomes 1
 
 
