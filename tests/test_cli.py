@@ -72,3 +72,29 @@ def test_folder_import_with_split_file(tmp_path):
     assert run(*args).returncode == 0
     manifest = (tmp_path / "ds" / "manifest.csv").read_text()
     assert ",P2,val," in manifest and ",P0,train," in manifest
+
+
+def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_path):
+    result = run("demo", "--tiny", "--quiet", "--out", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    for name in ("brain-mr", "chest-ct", "chest-ct-scans", "radiograph"):
+        assert (tmp_path / "demo" / name / "manifest.csv").is_file()
+        assert (tmp_path / "demo" / f"{name}-info.txt").read_text().startswith(name)
+        assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
+    again = run("demo", "--tiny", "--quiet", "--out", str(tmp_path / "demo"))
+    assert again.returncode == 0 and again.stdout.count("reusing") >= 3
+
+
+def test_ctrl_c_leaves_no_half_written_dataset(tmp_path):
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "pathosynth", "data", "phantom", "brain-mr", "--quiet",
+                                "--patients", "40", "--out", str(tmp_path / "bm")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []

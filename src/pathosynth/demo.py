@@ -14,7 +14,7 @@ import click
 
 from pathosynth.data.importers.luna16 import Luna16Options, import_luna16
 from pathosynth.data.inspect import dataset_info, format_info, show_dataset
-from pathosynth.data.phantoms import build_phantom
+from pathosynth.data.phantoms import DEFAULT_PATIENTS, build_phantom, phantom_provenance
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 
@@ -46,8 +46,9 @@ def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: b
             raw = Path(scratch) / "luna16"
             build_phantom("chest-ct", out / "chest-ct", seed=seed, patients=patients.get("chest-ct"), tiny=tiny,
                           plan=plan, keep_raw=raw, overwrite=True, progress=progress)
+            count = patients.get("chest-ct") or DEFAULT_PATIENTS["chest-ct"]
             import_luna16(raw, out / "chest-ct-scans", Luna16Options(kind="scans"), plan, overwrite=True,
-                          progress=progress)
+                          progress=progress, provenance=phantom_provenance("chest-ct", seed, count, tiny))
     built += [out / "chest-ct", out / "chest-ct-scans"]
     for path in built:
         summary = dataset_info(path, progress=progress)

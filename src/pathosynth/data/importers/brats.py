@@ -94,7 +94,8 @@ def case_files(case: Path, sequences: tuple[str, ...]) -> dict[str, Path]:
 
 
 def import_brats(src: str | Path, out: str | Path, options: BratsOptions, plan: SplitPlan, *,
-                 overwrite: bool = False, skip_bad: bool = False, progress: bool = True) -> Path:
+                 overwrite: bool = False, skip_bad: bool = False, progress: bool = True,
+                 provenance: dict | None = None) -> Path:
     src, out = Path(src), Path(out)
     cases = find_cases(src)
     info = DatasetInfo(
@@ -103,6 +104,7 @@ def import_brats(src: str | Path, out: str | Path, options: BratsOptions, plan: 
         png_slope=1.0 / 65535.0, attributes={"grade": ["HGG", "LGG", "unknown"]},
         source={"importer": "brats", "path": str(src), "options": asdict(options)},
     )
+    info.source.update(provenance or {})  # e.g. a phantom replaces its temporary paths
     excluded = {"borderline": 0, "missing_brain": 0}
     with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad) as writer:
         for case in tqdm(cases, desc="brats cases", unit="case", disable=not progress):

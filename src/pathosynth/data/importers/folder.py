@@ -32,7 +32,8 @@ class FolderOptions:
 
 
 def import_folder(src: str | Path, out: str | Path, options: FolderOptions, plan: SplitPlan, *,
-                  overwrite: bool = False, skip_bad: bool = False, progress: bool = True) -> Path:
+                  overwrite: bool = False, skip_bad: bool = False, progress: bool = True,
+                  provenance: dict | None = None) -> Path:
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise UserError(f"{src}: not a folder; give the folder holding the images")
@@ -44,6 +45,7 @@ def import_folder(src: str | Path, out: str | Path, options: FolderOptions, plan
         name=out.name, modality=options.modality, dimensionality=2, classes=classes,
         source={"importer": "folder", "path": str(src), "csv": str(csv_path), "options": asdict(options)},
     )
+    info.source.update(provenance or {})  # e.g. a phantom replaces its temporary paths
     with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad) as writer:
         used_ids: set[str] = set()
         for line, row in tqdm(rows, desc="images", unit="img", disable=not progress):

@@ -110,7 +110,8 @@ def find_scans(src: Path) -> dict[str, Path]:
 
 
 def import_luna16(src: str | Path, out: str | Path, options: Luna16Options, plan: SplitPlan, *,
-                  overwrite: bool = False, skip_bad: bool = False, progress: bool = True) -> Path:
+                  overwrite: bool = False, skip_bad: bool = False, progress: bool = True,
+                  provenance: dict | None = None) -> Path:
     src, out = Path(src), Path(out)
     if options.kind not in ("vois", "scans"):
         raise UserError(f"--kind '{options.kind}': use vois or scans")
@@ -132,6 +133,7 @@ def import_luna16(src: str | Path, out: str | Path, options: Luna16Options, plan
                 "options": asdict(options),
                 "annotations_without_scan": sum(n.seriesuid not in by_scan for n in nodules)},
     )
+    info.source.update(provenance or {})  # e.g. a phantom replaces its temporary paths
     with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad) as writer:
         for uid in tqdm(sorted(scans), desc=f"luna16 {options.kind}", unit="scan", disable=not progress):
             if vois and not by_scan[uid]:

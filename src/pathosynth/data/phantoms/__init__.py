@@ -53,7 +53,15 @@ def build_phantom(kind: str, out: str | Path, *, seed: int = 0, patients: int | 
                 raise
 
 
+def phantom_provenance(kind: str, seed: int, patients: int, tiny: bool) -> dict:
+    """What dataset.json records as the source of a phantom, instead of its temporary raw folder."""
+    return {"path": None, "annotations": None, "csv": None,
+            "phantom": {"kind": kind, "seed": seed, "patients": patients, "tiny": tiny}}
+
+
 def _write_and_import(kind, raw, out, seed, patients, tiny, plan, kind_3d, tick, overwrite, progress):
+    common = {"overwrite": overwrite, "progress": progress,
+            "provenance": phantom_provenance(kind, seed, patients, tiny)}
     if kind == "brain-mr":
         from pathosynth.data.importers.brats import BratsOptions, import_brats
         from pathosynth.data.phantoms.brain_mr import write_brats_cases
@@ -61,17 +69,16 @@ def _write_and_import(kind, raw, out, seed, patients, tiny, plan, kind_3d, tick,
         shape = (40, 64, 64) if tiny else (155, 240, 240)
         write_brats_cases(raw, patients, seed, shape=shape, sequences=("t1ce",), progress=tick)
         options = BratsOptions(slices=(8, 32), pad_to=64) if tiny else BratsOptions()
-        return import_brats(raw, out, options, plan, overwrite=overwrite, progress=progress)
+        return import_brats(raw, out, options, plan, **common)
     if kind == "chest-ct":
         from pathosynth.data.importers.luna16 import Luna16Options, import_luna16
         from pathosynth.data.phantoms.chest_ct import write_luna16_layout
 
         write_luna16_layout(raw, patients, seed, size="tiny" if tiny else "default", progress=tick)
         options = Luna16Options(kind=kind_3d, voi_size=32, nodule_box=16) if tiny else Luna16Options(kind=kind_3d)
-        return import_luna16(raw, out, options, plan, overwrite=overwrite, progress=progress)
+        return import_luna16(raw, out, options, plan, **common)
     from pathosynth.data.importers.folder import FolderOptions, import_folder
     from pathosynth.data.phantoms.radiograph import write_folder_layout
 
     write_folder_layout(raw, patients, seed, size=64 if tiny else 256, progress=tick)
-    return import_folder(raw, out, FolderOptions(classes=("normal", "fracture")), plan,
-                         overwrite=overwrite, progress=progress)
+    return import_folder(raw, out, FolderOptions(classes=("normal", "fracture")), plan, **common)
