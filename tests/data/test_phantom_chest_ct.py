@@ -12,7 +12,7 @@ import pytest
 from pathosynth.data.phantoms.chest_ct import (
     ATTENUATIONS,
     SLICE_THICKNESSES,
-    _Phantom,
+    Phantom,
     make_chest_ct,
     series_uid,
     write_luna16_layout,
@@ -151,7 +151,7 @@ def test_make_chest_ct_matches_written_file(layout):
 def test_default_acquisition_varies_per_patient():
     spacings, thicknesses = set(), set()
     for patient in range(40):
-        phantom = _Phantom(np.random.default_rng([SEED, patient]), "default")
+        phantom = Phantom(np.random.default_rng([SEED, patient]), "default")
         nz, ny, nx = phantom.grid.shape
         sz, sy, sx = phantom.spacing_zyx
         assert 1.1 <= sx <= 1.5 and sx == sy

@@ -1,0 +1,150 @@
+"""A built-in brain MR phantom with gliomas, written as BraTS-style case folders.
+
+Each patient is a head built from smooth random fields: skin, subcutaneous fat, temporalis
+muscle, a skull with dark cortical tables and patches of fatty diploe, extra-axial CSF, a folded
+cortical grey-matter ribbon (sulci are the zero sheets of a radially stretched noise field),
+white matter, deep grey nuclei, lateral and third ventricles with choroid plexus, the
+interhemispheric fissure with the falx and the superior sagittal sinus, the Sylvian fissures,
+and in the low slices a tentorium over a finely foliated cerebellum, the brainstem with the
+fourth ventricle, the skull base with the orbits and the sphenoid sinus. The head's size, shape,
+position and tilt, the layer thicknesses, the ventricle size (atrophy) and the folding vary per
+patient, and the anatomy changes along z (ventricles only in the middle slices).
+
+Most patients carry one glioma, some two or three, a few none: a sphere deformed by smooth noise,
+from about 5 to 50 mm across, with BraTS structure (necrotic or non-enhancing core, enhancing rim,
+vasogenic oedema that spreads along the white matter), pushing the ventricles and midline aside.
+Some are faint. White-matter hyperintensities, enhancing venous sinuses and choroid plexus are
+look-alikes for a classifier.
+
+The anatomy is computed once per patient as a tissue label per head voxel and then mapped to
+each sequence's contrast (T1, contrast-enhanced T1, T2, FLAIR) with per-patient contrast
+jitter, a slight in-plane partial-volume blur, a smooth multiplicative bias field and Rician
+noise. Air outside the head is exactly 0, as in BraTS. The geometry is laid out for a
+240 x 240 x 155 mm field and scaled to the requested shape, so a small shape gives the same
+anatomy at a coarser resolution.
+
+Arrays follow `pathosynth.data.image`: ``[z, y, x]``, z running inferior to superior, y anterior
+to posterior (rows; anterior at the top of a plain display) and x right to left (columns: the
+radiological display).
+
+Modules, in the order a patient is built: ``head`` (shape, pose and the head voxels), ``anatomy``
+(the label map: scalp and skull, then inside the dura ``surfaces`` for the fissures, ``cortex``,
+``deep`` for nuclei, ventricles and brainstem, and ``tumours``), ``contrast`` (labels to scanner
+values). ``fields`` and ``tissues`` are shared by all of them. Patient ``i`` is one stream of
+``np.random.default_rng([seed, i])``, so the order of the draws across these modules is part of
+the output: reordering them changes every file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pathosynth.data.image import MedicalImage
+from pathosynth.data.phantoms.brain_mr.anatomy import label_map
+from pathosynth.data.phantoms.brain_mr.contrast import (
+    NOISE_LAGS,
+    SEQUENCES,
+    sequence_params,
+    sequence_values,
+)
+from pathosynth.data.phantoms.brain_mr.fields import F32
+from pathosynth.data.phantoms.brain_mr.head import Head
+from pathosynth.data.phantoms.brain_mr.tissues import OEDEMA, SEG_OF_TISSUE, TISSUE_NAMES
+from pathosynth.data.writers import write_nifti
+
+__all__ = ["CASE_PREFIX", "SEQUENCES", "TISSUE_NAMES", "make_brain_patient", "tissue_map",
+           "write_brats_cases"]
+
+CASE_PREFIX = "PHANTOM_BRAIN_"
+
+
+def write_brats_cases(out_dir: Path, n_patients: int, seed: int, *,
+                      shape: tuple[int, int, int] = (155, 240, 240),
+                      sequences: Sequence[str] = SEQUENCES,
+                      progress: Callable[[], object] | None = None) -> list[str]:
+    """Write n_patients BraTS-style case folders under out_dir; return the case ids.
+
+    Case ``PHANTOM_BRAIN_0007`` is the folder ``out_dir/PHANTOM_BRAIN_0007/`` holding
+    ``PHANTOM_BRAIN_0007_<sequence>.nii`` for each requested sequence and
+    ``PHANTOM_BRAIN_0007_seg.nii`` (uint8, BraTS labels 0 background, 1 necrotic/non-enhancing
+    core, 2 oedema, 4 enhancing tumour). Images are int16, non-negative, air exactly 0, 1 mm
+    spacing, ``[z, y, x]`` with the plain direction. Patient ``i`` draws only from
+    ``np.random.default_rng([seed, i])``: the same seed writes byte-identical files, adding
+    patients leaves the earlier ones unchanged, and a subset of sequences is the same images.
+    ``progress`` is called once per finished patient.
+    """
+    out_dir = Path(out_dir)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 8:
+        raise ValueError(f"shape must be three sizes of at least 8, got {shape}")
+    sequences = tuple(sequences)
+    if any(s not in SEQUENCES for s in sequences) or len(set(sequences)) != len(sequences):
+        raise ValueError(f"sequences must be distinct names from {SEQUENCES}, got {sequences}")
+    if n_patients < 0:
+        raise ValueError(f"n_patients must be >= 0, got {n_patients}")
+    width = max(4, len(str(max(n_patients - 1, 0))))
+    case_ids = []
+    for index in range(n_patients):
+        case = f"{CASE_PREFIX}{index:0{width}d}"
+        images, seg = make_brain_patient(np.random.default_rng([seed, index]), shape, sequences)
+        case_dir = out_dir / case
+        case_dir.mkdir(parents=True, exist_ok=True)
+        for name in sequences:
+            write_nifti(case_dir / f"{case}_{name}.nii",
+                        MedicalImage(images.pop(name), spacing=(1.0, 1.0, 1.0)))
+        write_nifti(case_dir / f"{case}_seg.nii", MedicalImage(seg, spacing=(1.0, 1.0, 1.0)))
+        del seg
+        case_ids.append(case)
+        if progress is not None:
+            progress()
+    return case_ids
+
+
+def make_brain_patient(rng: np.random.Generator, shape: tuple[int, int, int],
+                       sequences: Sequence[str] = SEQUENCES
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One patient: ``{sequence: int16 [z, y, x]}`` and the uint8 BraTS segmentation ``[z, y, x]``.
+
+    The arrays are Fortran-ordered views (x fastest in memory, the NIfTI layout), which the
+    NIfTI writer stores without a transposing copy.
+    """
+    head = Head(rng, shape)
+    labels, blend = label_map(rng, head)
+    params = sequence_params(rng)
+    bias = [head.field(rng, 90.0) for _ in range(2)]
+    texture = head.field(rng, 6.0)  # faint tissue heterogeneity, the same on every sequence
+    noise = rng.standard_normal(labels.size + NOISE_LAGS, dtype=F32)
+
+    out_index = head.output_index()
+    seg = np.zeros(shape[::-1], dtype=np.uint8)
+    tumour = np.nonzero(labels >= OEDEMA)[0]
+    seg.ravel()[out_index[tumour]] = SEG_OF_TISSUE[labels[tumour]]
+
+    labels3 = np.zeros(head.crop_shape, dtype=np.uint8)
+    labels3.ravel()[head.flat] = labels
+    images = {}
+    for name in sequences:
+        values = sequence_values(params[name], labels3, labels, blend, head, bias, texture,
+                                 noise)
+        out = np.zeros(shape[::-1], dtype=np.int16)
+        out.ravel()[out_index] = values
+        images[name] = out.T
+    return images, seg.T
+
+
+def tissue_map(seed: int, index: int, shape: tuple[int, int, int] = (155, 240, 240)) -> np.ndarray:
+    """The uint8 tissue labels ``[z, y, x]`` of patient ``index`` of ``seed`` (see TISSUE_NAMES).
+
+    Ground truth for checks and debugging: it repeats the patient's anatomy draws and stops
+    before the images.
+    """
+    shape = tuple(int(s) for s in shape)
+    rng = np.random.default_rng([seed, index])
+    head = Head(rng, shape)
+    labels, _ = label_map(rng, head)
+    out = np.zeros(shape[::-1], dtype=np.uint8)
+    out.ravel()[head.output_index()] = labels
+    return out.T
