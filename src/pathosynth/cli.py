@@ -42,6 +42,12 @@ def skip_bad_option(command):
                         help="Import the rest when inputs are bad; list them in OUT/skipped.csv.")(command)
 
 
+def _import_with(importer, src, out, options, split, split_file, seed, overwrite, skip_bad, quiet) -> None:
+    path = importer(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
+                    skip_bad=skip_bad, progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="pathosynth")
 def cli():
@@ -116,9 +122,7 @@ def brats(src, out, split, split_file, seed, overwrite, quiet, skip_bad, sequenc
     options = BratsOptions(sequences=parse_sequences(sequences), slices=parse_slice_range(slices), pad_to=pad_to,
                            min_tumour_area=min_tumour_area, min_brain_fraction=min_brain_fraction,
                            min_box_area=min_box_area)
-    path = import_brats(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
-                        skip_bad=skip_bad, progress=not quiet)
-    click.echo(f"wrote {path}")
+    _import_with(import_brats, src, out, options, split, split_file, seed, overwrite, skip_bad, quiet)
 
 
 @import_.command()
@@ -141,9 +145,7 @@ def luna16(src, out, split, split_file, seed, overwrite, quiet, skip_bad, annota
         raise UserError("--spacing must be positive and 0 < --nodule-box <= --voi-size")
     options = Luna16Options(kind=kind, spacing=spacing, voi_size=voi_size, nodule_box=nodule_box,
                             annotations=annotations)
-    path = import_luna16(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
-                         skip_bad=skip_bad, progress=not quiet)
-    click.echo(f"wrote {path}")
+    _import_with(import_luna16, src, out, options, split, split_file, seed, overwrite, skip_bad, quiet)
 
 
 @import_.command()
@@ -161,9 +163,7 @@ def folder(src, out, split, split_file, seed, overwrite, quiet, skip_bad, csv_pa
 
     options = FolderOptions(csv=csv_path, size=size, modality=modality,
                             classes=tuple(c.strip() for c in classes.split(",")) if classes else None)
-    path = import_folder(src, out, options, _split_plan(split, split_file, seed), overwrite=overwrite,
-                         skip_bad=skip_bad, progress=not quiet)
-    click.echo(f"wrote {path}")
+    _import_with(import_folder, src, out, options, split, split_file, seed, overwrite, skip_bad, quiet)
 
 
 @data.command()
