@@ -1,6 +1,8 @@
 import csv
 
 import numpy as np
+import pydicom
+import SimpleITK as sitk
 import pytest
 from scipy import ndimage
 
@@ -98,3 +100,41 @@ def test_corrupt_scan_is_skipped_with_skip_bad(tmp_path):
                                          SplitPlan(), skip_bad=True, progress=False))
     assert {s.attributes["scan"] for s in dataset.samples} == {"1.2.3.1"}
     assert "1.2.3.2.mhd" in (tmp_path / "ds" / "skipped.csv").read_text()
+
+
+def test_nifti_scans_import_like_their_metaimage_originals(tmp_path):
+    make_luna_layout(tmp_path / "src")
+    reference = _import(tmp_path / "src", tmp_path / "ref", voi_size=32, nodule_box=16)
+    for mhd in (tmp_path / "src" / "subset0").glob("*.mhd"):
+        sitk.WriteImage(sitk.ReadImage(str(mhd)), str(mhd.with_suffix(".nii.gz")))
+        mhd.unlink()
+        mhd.with_suffix(".raw").unlink()
+    converted = _import(tmp_path / "src", tmp_path / "nii", voi_size=32, nodule_box=16)
+    assert [s.attributes for s in converted.samples] == [s.attributes for s in reference.samples]
+    for a, b in zip(converted.samples, reference.samples):
+        # NIfTI stores spacing as float32: interpolation may round a .5 the other way
+        np.testing.assert_allclose(converted.read(a), reference.read(b), atol=1)
+
+
+def test_a_dicom_series_folder_is_one_scan_named_by_its_series_uid(tmp_path):
+    from tests.data.test_dicom import write_series
+
+    slices = write_series(tmp_path / "src" / "patient7", [1, 0, 0, 0, 1, 0],
+                          [(-50.0, -60.0, 2.5 * k) for k in range(12)])
+    uid = pydicom.dcmread(next((tmp_path / "src" / "patient7").iterdir())).SeriesInstanceUID
+    spacing = float(pydicom.dcmread(next((tmp_path / "src" / "patient7").iterdir())).PixelSpacing[0])
+    centre = (-50.0 + 64 * spacing, -60.0 + 60 * spacing, 2.5 * 6)
+    (tmp_path / "src" / "annotations.csv").write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm,attenuation\n" + f"{uid},{centre[0]},{centre[1]},{centre[2]},6,solid\n")
+    dataset = _import(tmp_path / "src", tmp_path / "ds", voi_size=16, nodule_box=8)
+    (sample,) = dataset.samples
+    assert sample.attributes["scan"] == uid and sample.attributes["size"] == "small"
+    voi = dataset.read(sample)[0]
+    assert voi.shape == (16, 16, 16)
+    # slice 6 lies exactly at z = 15 mm, a voxel centre after resampling to 1 mm: no interpolation in z;
+    # in-plane, resampled voxel i sits at i mm, i.e. at index i / spacing of the original slice
+    row, column = round(60 * spacing), round(64 * spacing)
+    expected = ndimage.map_coordinates(slices[6].astype(float), [[row / spacing] * 16,
+                                                                 [(column + x - 8) / spacing for x in range(16)]],
+                                       order=1)
+    np.testing.assert_allclose(voi[8, 8, :], expected, atol=1.0)

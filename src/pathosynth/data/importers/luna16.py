@@ -9,6 +9,7 @@ Two kinds of dataset come out of the same scans (METHODS.md section 4):
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,12 +102,31 @@ def read_annotations(path: Path) -> list[Nodule]:
 
 
 def find_scans(src: Path) -> dict[str, Path]:
+    """Scans under src by series uid: .mhd/.mha (LUNA16) and .nii/.nii.gz files are named by their
+    uid; a folder of DICOM files is one series, named by its SeriesInstanceUID."""
     if not src.is_dir():
         raise UserError(f"{src}: not a folder; give the folder holding the LUNA16 .mhd scans")
-    scans = {p.name.rsplit(".", 1)[0]: p for p in sorted(src.rglob("*")) if p.suffix.lower() in (".mhd", ".mha")}
+    scans: dict[str, Path] = {}
+    for path in sorted(src.rglob("*")):
+        name = path.name.lower()
+        if path.is_file() and name.endswith((".mhd", ".mha", ".nii", ".nii.gz")):
+            scans[re.sub(r"\.(mhd|mha|nii|nii\.gz)$", "", path.name, flags=re.IGNORECASE)] = path
+        elif path.is_file() and name.endswith(".dcm") and path.parent not in scans.values():
+            scans[_series_uid(path)] = path.parent
     if not scans:
-        raise UserError(f"{src}: no .mhd or .mha scan found; point at the LUNA16 folder (subset*/ inside)")
+        raise UserError(f"{src}: no scan found (.mhd, .mha, .nii.gz or a folder of .dcm files); "
+                        "point at the LUNA16 folder (subset*/ inside)")
     return scans
+
+
+def _series_uid(path: Path) -> str:
+    import pydicom
+
+    try:
+        return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+                   .SeriesInstanceUID)
+    except Exception as exc:  # pydicom raises many types for damaged headers
+        raise UserError(f"{path}: cannot read its SeriesInstanceUID ({exc}); check the DICOM file") from exc
 
 
 def import_luna16(src: str | Path, out: str | Path, options: Luna16Options, plan: SplitPlan, *,
