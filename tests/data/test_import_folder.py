@@ -92,3 +92,23 @@ def test_corrupt_png_and_missing_table(tmp_path):
     (tmp_path / "src" / "labels.csv").unlink()
     with pytest.raises(UserError, match="labels.csv: label table not found"):
         _import(tmp_path / "src", tmp_path / "ds")
+
+
+def test_dicom_images_are_imported_with_their_modality_values(tmp_path):
+    import shutil
+
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    from tests.data.test_dicom import PYDICOM_FILES
+
+    (tmp_path / "src").mkdir()
+    shutil.copy(PYDICOM_FILES / "CT_small.dcm", tmp_path / "src" / "ct.dcm")
+    shutil.copy(PYDICOM_FILES / "MR_small.dcm", tmp_path / "src" / "mr.dcm")
+    write_labels(tmp_path / "src" / "labels.csv", [{"file": "ct.dcm", "label": "a"}, {"file": "mr.dcm", "label": "b"}])
+    dataset = _import(tmp_path / "src", tmp_path / "ds")
+    for sample in dataset.samples:
+        ds = pydicom.dcmread(tmp_path / "src" / sample.attributes["source_file"])
+        expected = apply_modality_lut(ds.pixel_array, ds)
+        np.testing.assert_array_equal(dataset.read(sample)[0], expected)
+        assert sample.spacing == pytest.approx([float(v) for v in ds.PixelSpacing])
