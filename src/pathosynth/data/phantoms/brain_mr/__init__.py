@@ -11,15 +11,16 @@ position and tilt, the layer thicknesses, the ventricle size (atrophy) and the f
 patient, and the anatomy changes along z (ventricles only in the middle slices).
 
 Most patients carry one glioma, some two or three, a few none: a sphere deformed by smooth noise,
-from about 5 to 50 mm across, with BraTS structure (necrotic or non-enhancing core, enhancing rim,
-vasogenic oedema that spreads along the white matter), pushing the ventricles and midline aside.
+from about 5 to 50 mm across, with BraTS structure (necrotic or non-enhancing core, an irregular
+enhancing rim 2-5 mm thick, vasogenic oedema that spreads along the white matter), pushing the
+ventricles and midline aside.
 Some are faint. White-matter hyperintensities, enhancing venous sinuses and choroid plexus are
 look-alikes for a classifier.
 
 The anatomy is computed once per patient as a tissue label per head voxel and then mapped to
 each sequence's contrast (T1, contrast-enhanced T1, T2, FLAIR) with per-patient contrast
-jitter, a slight in-plane partial-volume blur, a smooth multiplicative bias field and Rician
-noise. Air outside the head is exactly 0, as in BraTS. The geometry is laid out for a
+jitter, a faint 2-4 mm tissue texture, an in-plane partial-volume blur (0.75 mm) that softens
+the label edges, a smooth multiplicative bias field and Rician noise. Air outside the head is exactly 0, as in BraTS. The geometry is laid out for a
 240 x 240 x 155 mm field and scaled to the requested shape, so a small shape gives the same
 anatomy at a coarser resolution.
 
@@ -50,7 +51,7 @@ from pathosynth.data.phantoms.brain_mr.contrast import (
     sequence_params,
     sequence_values,
 )
-from pathosynth.data.phantoms.brain_mr.fields import F32
+from pathosynth.data.phantoms.brain_mr.fields import F32, smooth_field
 from pathosynth.data.phantoms.brain_mr.head import Head
 from pathosynth.data.phantoms.brain_mr.tissues import OEDEMA, SEG_OF_TISSUE, TISSUE_NAMES
 from pathosynth.data.writers import write_nifti
@@ -117,6 +118,8 @@ def make_brain_patient(rng: np.random.Generator, shape: tuple[int, int, int],
     bias = [head.field(rng, 90.0) for _ in range(2)]
     texture = head.field(rng, 6.0)  # faint tissue heterogeneity, the same on every sequence
     noise = rng.standard_normal(labels.size + NOISE_LAGS, dtype=F32)
+    # Fine texture at 2-4 mm on the crop box, applied before the partial-volume blur.
+    grain = smooth_field(rng, head.crop_shape, head.vox, 2.5)
 
     out_index = head.output_index()
     seg = np.zeros(shape[::-1], dtype=np.uint8)
@@ -128,7 +131,7 @@ def make_brain_patient(rng: np.random.Generator, shape: tuple[int, int, int],
     images = {}
     for name in sequences:
         values = sequence_values(params[name], labels3, labels, blend, head, bias, texture,
-                                 noise)
+                                 noise, grain)
         out = np.zeros(shape[::-1], dtype=np.int16)
         out.ravel()[out_index] = values
         images[name] = out.T

@@ -13,11 +13,11 @@ SEQUENCES = ("t1", "t1ce", "t2", "flair")
 # Relative signal of each tissue per sequence (white matter on T1 = 1), in tissue-label order.
 CONTRAST = {
     #        air  skin  fat   musc  bone  marr  csf   gm    wm    dgm
-    "t1":    [0.0, 0.78, 1.45, 0.50, 0.05, 1.05, 0.25, 0.68, 1.00, 0.80,
+    "t1":    [0.0, 0.78, 1.45, 0.50, 0.05, 1.05, 0.25, 0.72, 1.00, 0.80,
               # dura sinus chor  wmh   oed   enh   nec   nonenh
               0.28, 0.45, 0.62, 0.86, 0.76, 0.74, 0.34, 0.62],
-    "t1ce":  [0.0, 0.82, 1.40, 0.58, 0.05, 1.02, 0.27, 0.70, 1.00, 0.82,
-              0.70, 1.45, 1.30, 0.87, 0.79, 1.60, 0.33, 0.64],
+    "t1ce":  [0.0, 0.82, 1.40, 0.58, 0.05, 1.02, 0.27, 0.75, 1.00, 0.84,
+              0.70, 1.45, 1.30, 0.87, 0.79, 1.60, 0.40, 0.64],
     "t2":    [0.0, 0.72, 1.00, 0.40, 0.04, 0.72, 1.75, 0.80, 0.56, 0.68,
               0.22, 0.12, 1.10, 0.95, 1.22, 0.95, 1.50, 1.12],
     "flair": [0.0, 0.70, 1.05, 0.45, 0.04, 0.78, 0.10, 0.86, 0.68, 0.78,
@@ -26,6 +26,9 @@ CONTRAST = {
 # Scanner-unit scale of white matter per sequence (low, high), drawn per patient.
 SCALE = {"t1": (350.0, 1100.0), "t1ce": (450.0, 1500.0), "t2": (250.0, 900.0),
          "flair": (250.0, 800.0)}
+# In-plane partial-volume blur (sigma, mm) and the amplitude of the fine tissue texture.
+BLUR_MM = 0.75
+GRAIN = 0.035
 # One buffer of white noise per patient; each sequence reads two windows of it at different lags.
 NOISE_LAGS = 1 << 16
 
@@ -47,7 +50,8 @@ def sequence_params(rng: np.random.Generator) -> dict[str, dict]:
 
 
 def sequence_values(p: dict, labels3: np.ndarray, labels: np.ndarray, blend, head: Head,
-                    bias: list[np.ndarray], texture: np.ndarray, noise: np.ndarray) -> np.ndarray:
+                    bias: list[np.ndarray], texture: np.ndarray, noise: np.ndarray,
+                    grain: np.ndarray) -> np.ndarray:
     """The sequence's scanner values at the head voxels (1D int16).
 
     ``labels3`` is the label map on the crop box (for the in-plane partial-volume blur),
@@ -60,7 +64,9 @@ def sequence_values(p: dict, labels3: np.ndarray, labels: np.ndarray, blend, hea
         idx, normal, contrast, tumour_texture = blend
         flat[head.flat[idx]] = ((1.0 - contrast) * lut[normal]
                                 + contrast * lut[labels[idx]] * (1.0 + tumour_texture))
-    img = ndimage.gaussian_filter(img, (0.0, 0.5, 0.5), truncate=2.5)
+    img *= 1.0 + F32(GRAIN) * grain
+    sigma_yx = tuple(BLUR_MM / v for v in head.vox[1:])
+    img = ndimage.gaussian_filter(img, (0.0, *sigma_yx), truncate=2.5)
     v = img.ravel()[head.flat]
     del img
     v *= 1.0 + F32(p["bias"][0]) * bias[0] + F32(p["bias"][1]) * bias[1] + F32(0.025) * texture

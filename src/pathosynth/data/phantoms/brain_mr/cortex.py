@@ -27,7 +27,8 @@ def paint_cortex(rng, head: Head, lab, d_brain, d_env, d_mid, cerebellum, ic, bx
     db = d_brain[band]
     cb = cerebellum[band]
     # Nearest surface: the interhemispheric fissure or the convexity. Sulci of the two patterns
-    # end a little before the seam between them rather than meeting in a spurious sheet.
+    # close a little before the seam between them (grey matter, no CSF) rather than meeting in
+    # a spurious sheet.
     m_band = d_mid[band]
     e_band = d_env[band]
     medial = m_band < e_band
@@ -35,17 +36,22 @@ def paint_cortex(rng, head: Head, lab, d_brain, d_env, d_mid, cerebellum, ic, bx
     del m_band
     to_sheet = sulcal_distance(rng, head, ic[band], np.maximum(e_band, 0), db, cb, medial,
                                bx[band])
-    to_sheet[seam] = 1e3
     sulcus_depth = head.sulcus_depth * (1.0 + 0.12 * field_50mm[ic[band]])
     sulcus_depth[cb] *= 0.6
     # Sulci open wider near the surface, and more so in an atrophic brain.
-    half_cleft = 0.45 + (0.25 + 0.7 * head.atrophy) * np.clip(1.0 - db / sulcus_depth, 0, 1)
-    half_cleft[cb] = 0.35
+    # The width varies from sulcus to sulcus with a smooth field.
+    open_mm = np.clip(1.0 - db / sulcus_depth, 0, 1) * (1.0 + 0.45 * field_50mm[ic[band]])
+    half_cleft = 0.5 + (0.45 + 0.8 * head.atrophy) * open_mm
+    half_cleft[cb] = 0.3
     thick = np.full(db.size, head.gm_thickness, dtype=F32)
-    thick[cb] = 0.45 * head.gm_thickness
+    thick[cb] = 0.7 * head.gm_thickness
     band_lab = np.full(db.size, WM, dtype=np.uint8)
     band_lab[(db < thick) | ((db < sulcus_depth + thick) & (to_sheet < half_cleft + thick))] = GM
-    band_lab[(db < sulcus_depth) & (to_sheet < half_cleft)] = CSF
+    # Cerebellar folia: CSF only between the outer leaves, grey matter deeper down.
+    open_csf = (db < sulcus_depth) & (to_sheet < half_cleft)
+    open_csf[cb] &= db[cb] < 0.35 * sulcus_depth[cb]
+    open_csf[seam] = False
+    band_lab[open_csf] = CSF
     lab[band] = band_lab
     return brain
 
@@ -92,7 +98,7 @@ def sulcal_distance(rng, head: Head, pts, d_env, d_brain, cerebellar, medial, bx
         # Cerebellar folia: thin leaves parallel to the surface, every ~5 mm, wavy with the noise.
         ci = np.nonzero(cerebellar)[0]
         wave = F32(head.folium_mm / (2 * np.pi))
-        phase = d_brain[ci] / wave + F32(2.0) * dist[ci]
+        phase = d_brain[ci] / wave + F32(3.5) * dist[ci]
         dist[ci] = np.cos(phase) * (wave / F32(cell_mm))
     np.abs(dist, out=dist)
     dist *= F32(cell_mm)

@@ -38,7 +38,7 @@ class Head:
         self.atrophy = u(0.0, 1.0) ** 2
         self.ventricle_scale = u(0.8, 1.15) + 0.6 * self.atrophy
         self.sulcus_depth = u(12.0, 18.0)
-        self.gm_thickness = u(2.0, 2.6)
+        self.gm_thickness = u(2.5, 3.1)
         self.gyrus_sigma = u(1.7, 2.2)  # folding scale, in sulcal-noise grid cells
         self.folium_mm = u(4.0, 5.5)
         outer = self.skin + self.fat + 1.0 + self.skull + self.csf + 0.8

@@ -89,7 +89,8 @@ def _sylvian_fissures(head, d_brain, n):
     sy, sx, sz = ny[lat], side_x[lat], nz[lat]
     d_syl = np.abs(sy - (-0.08 + 0.45 * (sx - 0.55))) * F32(By) - (0.6 + 1.2 * head.atrophy)
     d_syl[~((sz < -0.08) & (sx > 0.5) & (sy > -0.45) & (sy < 0.25))] = 1e3
-    d_ins = np.abs(sx - 0.52) * F32(Bx) - 0.7
+    # The insula bulges a little rather than running as a straight sheet.
+    d_ins = np.abs(sx - 0.52 - 0.02 * np.cos(sy * F32(11.0) + sz * F32(7.0))) * F32(Bx) - 0.7
     d_ins[~((sz > -0.45) & (np.abs(sy + 0.05) < 0.28) & (sx < 0.62))] = 1e3
     d_brain[lat] = np.minimum(d_brain[lat], np.minimum(d_syl, d_ins))
 

@@ -87,8 +87,9 @@ def paint_tumours(rng, head: Head, labels, ic, ub, d_brain, tumours):
         c = t["centre"]
         d = np.sqrt(sum((ub[i][near] - F32(c[i])) ** 2 for i in range(3)))
         f_core, f_oed, f_tex = _local_fields(rng, head, pts, t)
-        rho_core = d * F32(1 / t["radius"]) * (1.0 + F32(t["rough"]) * f_core)
-        rho_oed = d * F32(1 / t["oedema"]) * (1.0 + 0.35 * f_oed)
+        # The outline factors stay >= 0.7 so the shapes end inside the box of `reach`.
+        rho_core = d * F32(1 / t["radius"]) * np.maximum(1.0 + F32(t["rough"]) * f_core, 0.7)
+        rho_oed = d * F32(1 / t["oedema"]) * np.maximum(1.0 + 0.35 * f_oed, 0.7)
         sub = labels[pts]
         spread = np.isin(sub, (WM, DGM, WMH, OEDEMA)) & (rho_oed < 1.0)
         labels[pts[spread]] = OEDEMA
@@ -98,10 +99,13 @@ def paint_tumours(rng, head: Head, labels, ic, ub, d_brain, tumours):
     for t, (pts, rho_core, f_tex) in zip(tumours, cores):
         core = (rho_core < 1.0) & inside[pts]
         if t["kind"] == "gbm":
-            # The enhancing rim stays at least ~1.6 voxels thick, so coarse shapes still show it.
-            necrosis = min(t["necrosis"], 1.0 - 1.6 * min_vox / t["radius"])
+            # An irregular enhancing rim 2-5 mm thick around the necrotic core; it stays at least
+            # ~1.6 voxels thick, so coarse shapes still show it.
+            rim_mm = 2.0 + 3.0 * (0.75 - t["necrosis"]) / 0.35
+            rim = np.maximum(rim_mm * (1.0 + 0.45 * f_tex), 1.6 * min_vox)
+            necrosis = 1.0 - rim * F32(1 / t["radius"])
             kind = np.where(rho_core < necrosis, NECROSIS, ENHANCING).astype(np.uint8)
-            tex = np.where(kind == NECROSIS, F32(0.10), F32(0.14)) * f_tex
+            tex = np.where(kind == NECROSIS, F32(0.16), F32(0.14)) * f_tex
             amount = t["contrast"]
         elif t["kind"] == "solid":
             kind = np.full(rho_core.size, ENHANCING, dtype=np.uint8)
