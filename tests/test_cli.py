@@ -98,3 +98,19 @@ def test_ctrl_c_leaves_no_half_written_dataset(tmp_path):
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dicom_without_pixel_data_in_a_folder_import(tmp_path):
+    import pydicom
+
+    from tests.data.test_dicom import PYDICOM_FILES
+    from tests.layouts import write_labels
+
+    (tmp_path / "src").mkdir()
+    ds = pydicom.dcmread(PYDICOM_FILES / "CT_small.dcm")
+    del ds.PixelData
+    ds.save_as(tmp_path / "src" / "empty.dcm")
+    write_labels(tmp_path / "src" / "labels.csv", [{"file": "empty.dcm", "label": "normal"}])
+    result = run("data", "import", "folder", str(tmp_path / "src"), "--out", str(tmp_path / "ds"), "--quiet")
+    _assert_clean_failure(result, "empty.dcm", "no pixel data")
+    assert not (tmp_path / "ds").exists()
