@@ -1,0 +1,1 @@
+"""GAN generators and discriminators, one file per family (METHODS.md)."""

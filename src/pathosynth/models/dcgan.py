@@ -1,0 +1,73 @@
+"""DCGAN / WGAN for 64 and 128 px brain MR (METHODS.md section 1, thesis section 3).
+
+The thesis's variant: all filters 4x4, half the usual channel count (32 instead of 64 at the
+finest level), no tanh at the generator's output (images are normalised, not clipped to [-1, 1]),
+ELU in the discriminator. WGAN uses the same two networks with the Wasserstein loss.
+
+Class-conditional forms: the generator gets a learned label embedding concatenated to the
+noise; the discriminator is a projection discriminator (Miyato & Koyama 2018), whose score adds
+the inner product of a label embedding with its pooled features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _levels(resolution: int) -> int:
+    levels = int(math.log2(resolution)) - 2  # 4x4 -> resolution in steps of 2
+    if resolution < 8 or 2 ** (levels + 2) != resolution:
+        raise ValueError(f"DCGAN resolution must be a power of two >= 8, got {resolution}")
+    return levels
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, resolution: int = 64, channels: int = 1, latent_dim: int = 100, width: int = 32,
+                 num_classes: int = 0):
+        super().__init__()
+        levels = _levels(resolution)
+        self.latent_dim = latent_dim
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        top = width * 2 ** (levels - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim * (2 if num_classes else 1), top, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(top), nn.ReLU(inplace=True)]
+        for level in range(levels - 1, 0, -1):
+            wide, narrow = width * 2 ** level, width * 2 ** (level - 1)
+            layers += [nn.ConvTranspose2d(wide, narrow, 4, 2, 1, bias=False), nn.BatchNorm2d(narrow),
+                       nn.ReLU(inplace=True)]
+        layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1))  # linear output: no tanh
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass labels")
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, resolution: int = 64, channels: int = 1, width: int = 32, num_classes: int = 0):
+        super().__init__()
+        levels = _levels(resolution)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.ELU(inplace=True)]
+        for level in range(1, levels):
+            narrow, wide = width * 2 ** (level - 1), width * 2 ** level
+            layers += [nn.Conv2d(narrow, wide, 4, 2, 1, bias=False), nn.BatchNorm2d(wide), nn.ELU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        top = width * 2 ** (levels - 1)
+        self.score = nn.Conv2d(top, 1, 4, 1, 0)
+        self.embed = nn.Embedding(num_classes, top) if num_classes else None
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.features(x)
+        score = self.score(features).flatten()
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels")
+            score = score + (self.embed(labels) * features.sum(dim=(2, 3))).sum(dim=1)
+        return score

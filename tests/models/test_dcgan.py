@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from pathosynth.models.dcgan import DCGANDiscriminator, DCGANGenerator
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+@pytest.mark.parametrize("channels", [1, 4])
+def test_shapes_and_the_papers_layers(resolution, channels):
+    generator = DCGANGenerator(resolution, channels, width=8)
+    discriminator = DCGANDiscriminator(resolution, channels, width=8)
+    images = generator(torch.randn(3, 100))
+    assert images.shape == (3, channels, resolution, resolution)
+    assert discriminator(images).shape == (3,)
+    convolutions = [m for m in [*generator.modules(), *discriminator.modules()]
+                    if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert all(m.kernel_size == (4, 4) for m in convolutions)
+    assert not any(isinstance(m, torch.nn.Tanh) for m in generator.modules())
+    assert any(isinstance(m, torch.nn.ELU) for m in discriminator.modules())
+    assert not any(isinstance(m, torch.nn.ELU) for m in generator.modules())
+
+
+def test_default_width_is_half_the_usual_dcgan():
+    generator = DCGANGenerator(64)
+    first = next(m for m in generator.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    assert first.out_channels == 256  # the usual DCGAN has 512 at 4x4
+
+
+def test_labels_reach_both_networks():
+    torch.manual_seed(0)
+    generator = DCGANGenerator(64, width=8, num_classes=2).eval()
+    discriminator = DCGANDiscriminator(64, width=8, num_classes=2).eval()
+    z = torch.randn(2, 100)
+    tumour, normal = torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+    assert not torch.allclose(generator(z, tumour), generator(z, normal))
+    x = torch.randn(2, 1, 64, 64)
+    assert not torch.allclose(discriminator(x, tumour), discriminator(x, normal))
+    with pytest.raises(ValueError, match="pass labels"):
+        generator(z)
+    with pytest.raises(ValueError, match="pass labels"):
+        discriminator(x)
+
+
+def test_resolution_must_be_a_power_of_two():
+    with pytest.raises(ValueError, match="power of two"):
+        DCGANGenerator(96)
+    with pytest.raises(ValueError, match="power of two"):
+        DCGANDiscriminator(4)
