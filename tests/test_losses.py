@@ -53,9 +53,22 @@ def test_gradient_penalty_passes_conditions_and_backpropagates_to_the_critic():
 
     real, fake = torch.randn(5, 1, 2, 2, dtype=torch.float64), torch.randn(5, 1, 2, 2, dtype=torch.float64)
     label = torch.ones(5, 2, dtype=torch.float64)
-    penalty = losses.gradient_penalty(conditioned, real, fake, label)
+    penalty = losses.gradient_penalty(conditioned, real, fake, label=label)
     penalty.backward()
     assert seen[0] is label
     image_weights = critic.weight.detach()[0, :4].double()
     torch.testing.assert_close(penalty.detach(), (image_weights.norm() - 1) ** 2)
     assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
+
+
+def test_gradient_penalty_hands_keyword_conditions_to_a_pggan_critic():
+    from pathosynth.models.pggan import PGGANDiscriminator, box_image
+
+    critic = PGGANDiscriminator(16, width=4, max_width=8, num_classes=2, box_condition=True)
+    real, fake = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
+    boxes = box_image([[[2, 2, 9, 9]], [], [[0, 0, 16, 16]]], 16)
+    penalty = losses.gradient_penalty(critic, real, fake, labels=torch.tensor([0, 1, 1]), boxes=boxes,
+                                      stage=1, alpha=0.5)
+    assert penalty.dim() == 0 and torch.isfinite(penalty)
+    penalty.backward()
+    assert all(p.grad is not None for p in critic.from_rgb[1].parameters())

@@ -39,16 +39,17 @@ def least_squares_g(fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (fake - 1).pow(2).mean()
 
 
-def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     *conditions: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def gradient_penalty(critic: Callable[..., torch.Tensor], real: torch.Tensor, fake: torch.Tensor, *,
+                     generator: torch.Generator | None = None, **conditions) -> torch.Tensor:
     """WGAN-GP: mean of (||grad of the critic at a random real/fake mix|| - 1)^2, unweighted.
 
-    Conditions (labels, box images) are passed to the critic unchanged: only the image is mixed.
+    Keyword conditions (``labels=``, ``boxes=``, ``stage=``, ``alpha=``) go to the critic unchanged,
+    by name, so each lands in its own argument: only the image is mixed.
     """
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     mix = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
     points = (mix * real.detach() + (1 - mix) * fake.detach()).requires_grad_(True)
-    scores = critic(points, *conditions)
+    scores = critic(points, **conditions)
     (grad,) = torch.autograd.grad(scores.sum(), points, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
 
