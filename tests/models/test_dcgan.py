@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pathosynth.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from tests.models.conditioning import assert_labels_reach_both_networks
 
 
 @pytest.mark.parametrize("resolution", [64, 128])
@@ -30,15 +31,7 @@ def test_labels_reach_both_networks():
     torch.manual_seed(0)
     generator = DCGANGenerator(64, width=8, num_classes=2).eval()
     discriminator = DCGANDiscriminator(64, width=8, num_classes=2).eval()
-    z = torch.randn(2, 100)
-    tumour, normal = torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
-    assert not torch.allclose(generator(z, tumour), generator(z, normal))
-    x = torch.randn(2, 1, 64, 64)
-    assert not torch.allclose(discriminator(x, tumour), discriminator(x, normal))
-    with pytest.raises(ValueError, match="pass labels"):
-        generator(z)
-    with pytest.raises(ValueError, match="pass labels"):
-        discriminator(x)
+    assert_labels_reach_both_networks(generator, discriminator, torch.randn(2, 100), torch.randn(2, 1, 64, 64))
 
 
 def test_resolution_must_be_a_power_of_two():

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from pathosynth.models.pggan import (
     EqualizedConv2d, EqualizedLinear, MinibatchStd, PGGANDiscriminator, PGGANGenerator, PixelNorm, box_image)
+from tests.models.conditioning import assert_labels_reach_both_networks
 
 TINY = dict(width=4, max_width=16)  # stages 4..32 px: 16, 16, 16, 8 channels
 LATENT = 16
@@ -102,15 +103,7 @@ def test_pixel_norm_gives_unit_mean_square():
 
 def test_labels_reach_both_networks():
     generator, discriminator = _pair(num_classes=2)
-    z = torch.randn(2, LATENT)
-    tumour, normal = torch.ones(2, dtype=torch.long), torch.zeros(2, dtype=torch.long)
-    assert not torch.allclose(generator(z, tumour), generator(z, normal))
-    x = torch.randn(2, 1, 32, 32)
-    assert not torch.allclose(discriminator(x, tumour), discriminator(x, normal))
-    with pytest.raises(ValueError, match="pass labels"):
-        generator(z)
-    with pytest.raises(ValueError, match="pass labels"):
-        discriminator(x)
+    assert_labels_reach_both_networks(generator, discriminator, torch.randn(2, LATENT), torch.randn(2, 1, 32, 32))
 
 
 def test_boxes_reach_both_networks():

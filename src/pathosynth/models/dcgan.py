@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from pathosynth.models.layers import LabelToLatent, ProjectionHead
+
 
 def _levels(resolution: int) -> int:
     levels = int(math.log2(resolution)) - 2  # 4x4 -> resolution in steps of 2
@@ -30,10 +32,10 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         levels = _levels(resolution)
         self.latent_dim = latent_dim
-        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.labels = LabelToLatent(num_classes, latent_dim)
         top = width * 2 ** (levels - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim * (2 if num_classes else 1), top, 4, 1, 0, bias=False),
+            nn.ConvTranspose2d(self.labels.out_features, top, 4, 1, 0, bias=False),
             nn.BatchNorm2d(top), nn.ReLU(inplace=True)]
         for level in range(levels - 1, 0, -1):
             wide, narrow = width * 2 ** level, width * 2 ** (level - 1)
@@ -43,11 +45,7 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is class-conditional: pass labels")
-            z = torch.cat([z, self.embed(labels)], dim=1)
-        return self.net(z[:, :, None, None])
+        return self.net(self.labels(z, labels)[:, :, None, None])
 
 
 class DCGANDiscriminator(nn.Module):
@@ -61,13 +59,8 @@ class DCGANDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers)
         top = width * 2 ** (levels - 1)
         self.score = nn.Conv2d(top, 1, 4, 1, 0)
-        self.embed = nn.Embedding(num_classes, top) if num_classes else None
+        self.projection = ProjectionHead(num_classes, top)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)
-        score = self.score(features).flatten()
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels")
-            score = score + (self.embed(labels) * features.sum(dim=(2, 3))).sum(dim=1)
-        return score
+        return self.projection(self.score(features).flatten(), features.sum(dim=(2, 3)), labels)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathosynth.models.layers import LabelToLatent, ProjectionHead
+
 LEAKY_SLOPE = 0.2
 
 
@@ -146,9 +148,9 @@ class PGGANGenerator(nn.Module):
         self.box_condition = box_condition
         widths = _stage_widths(self.levels, width, max_width)
         extra = 1 if box_condition else 0  # the box image's channel at every stage's input
-        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.labels = LabelToLatent(num_classes, latent_dim)
         # Noise -> 4x4 features: a dense layer is the paper's 4x4 convolution on a 1x1 input.
-        self.stem = EqualizedLinear(latent_dim * (2 if num_classes else 1), widths[0] * 16)
+        self.stem = EqualizedLinear(self.labels.out_features, widths[0] * 16)
         self.stem_act = nn.Sequential(nn.LeakyReLU(LEAKY_SLOPE), PixelNorm())
         blocks = [nn.Sequential(*_conv_block(widths[0] + extra, widths[0], True))]
         for stage in range(1, self.levels + 1):
@@ -161,10 +163,7 @@ class PGGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
                 stage: int | None = None, alpha: float = 1.0) -> torch.Tensor:
         stage = _check_stage(stage, self.levels, alpha)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this generator is class-conditional: pass labels")
-            z = torch.cat([z, self.embed(labels)], dim=1)
+        z = self.labels(z, labels)
         if self.box_condition:
             _resized_boxes(boxes, self.resolution, self.resolution)  # fail early on missing/bad boxes
         z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # the paper normalises the latent
@@ -207,7 +206,7 @@ class PGGANDiscriminator(nn.Module):
         self.dense = nn.Sequential(nn.Flatten(), EqualizedLinear(widths[0] * 16, widths[0]),
                                    nn.LeakyReLU(LEAKY_SLOPE))
         self.score = EqualizedLinear(widths[0], 1, gain=1.0)
-        self.embed = nn.Embedding(num_classes, widths[0]) if num_classes else None
+        self.projection = ProjectionHead(num_classes, widths[0])
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
                 stage: int | None = None, alpha: float = 1.0) -> torch.Tensor:
@@ -225,9 +224,4 @@ class PGGANDiscriminator(nn.Module):
         for index in range(stage - 1, -1, -1):
             h = self.blocks[index](h)
         features = self.dense(h)
-        score = self.score(features).flatten()
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is class-conditional: pass labels")
-            score = score + (self.embed(labels) * features).sum(dim=1)
-        return score
+        return self.projection(self.score(features).flatten(), features, labels)
