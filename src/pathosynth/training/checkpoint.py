@@ -1,0 +1,57 @@
+"""Checkpoint files: written atomically, read without unpickling code.
+
+A full training state (`checkpoints/last.pt`) holds models, optimizers, EMA, RNG states, the batch
+order and the step, so `--resume` continues exactly. The generator-only file
+(`checkpoints/generator.pt`) holds the EMA generator's weights and the plain-data recipe to rebuild
+it. Both hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from pathosynth.errors import UserError
+
+FULL_STATE = "last.pt"
+GENERATOR = "generator.pt"
+FORMAT = "pathosynth-checkpoint"
+
+
+def save_atomic(payload: dict, path: Path) -> None:
+    """Write to a temporary name in the same folder, flush to disk, then rename over `path`: a
+    crash or kill at any moment leaves either the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: no checkpoint; train first (`pathosynth train`) or check the run folder")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise UserError(f"{path}: the checkpoint is damaged or not a pathosynth checkpoint "
+                        f"({type(exc).__name__}); resume from an intact copy or train again") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path}: not a pathosynth checkpoint; point to a run folder made by `pathosynth train`")
+    return payload
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

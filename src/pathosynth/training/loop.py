@@ -1,0 +1,444 @@
+"""The one training loop, for every GAN family and conditioning (issue 3).
+
+A step is `critic_steps` discriminator updates followed by one generator update. Everything random
+(batch order, latents, augmentation, gradient-penalty mixing, dropout) comes from RNGs whose
+states the checkpoint holds, so a resumed run continues bit for bit where the checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pathosynth import __version__
+from pathosynth.config import TrainConfig, check_config
+from pathosynth.data.dataset import Dataset
+from pathosynth.errors import UserError
+from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
+from pathosynth.runtime import free_cores
+from pathosynth.training import checkpoint as ckpt
+from pathosynth.training import distributed
+from pathosynth.training.batches import BatchSampler, draw_batch
+from pathosynth.training.data import TrainingSet, load_training_set
+from pathosynth.training.ema import EMA, standing_statistics
+from pathosynth.training.objectives import CriticObjective, augmenter, conditions, generator_loss
+from pathosynth.training.samples import COLUMNS, ROWS, grid_png, to_full_resolution
+from pathosynth.training.schedule import growth_phase, real_at_stage
+
+RUN_FORMAT = "pathosynth-run"
+SAMPLE_SEED_OFFSET = 1_000_003  # grid latents: a seed range no generated image of the run uses
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Train into the run folder `out` (one sub-run per class with classes="separate").
+
+    `stop_after` ends the run early after that many steps, with a checkpoint, as an interruption
+    would: tests use it to check that resuming is exact.
+    """
+    check_config(config)
+    out = Path(out)
+    processes = distributed.start()
+    try:
+        if config.classes == "separate":
+            return _train_separate(config, out, processes, resume, progress, stop_after)
+        return _train_run(config, out, processes, resume, progress, stop_after)
+    finally:
+        distributed.stop(processes)
+
+
+def resume_run(out: str | Path, progress: bool = True, **overrides) -> Path:
+    """Continue the run in `out` from its last checkpoint; `overrides` (e.g. steps=) extend it."""
+    out = Path(out)
+    config = read_run_config(out)
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    return train(config, out, resume=True, progress=progress)
+
+
+def read_run(out: Path) -> dict:
+    path = out / "config.json"
+    if not path.is_file():
+        raise UserError(f"{out}: not a run folder (no config.json); train one with `pathosynth train`")
+    try:
+        run = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path}: damaged ({exc}); train the run again") from exc
+    if not isinstance(run, dict) or run.get("format") != RUN_FORMAT:
+        raise UserError(f"{path}: not a pathosynth run; point to a folder made by `pathosynth train`")
+    return run
+
+
+def read_run_config(out: Path) -> TrainConfig:
+    return TrainConfig.from_json(read_run(out)["config"])
+
+
+# ------------------------------------------------------------------------------ run folders
+
+def _check_fresh(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"{out} already holds a run; continue it with `pathosynth train --resume {out}` "
+                        "or choose another --out")
+
+
+def _versions(device: torch.device) -> dict:
+    import monai
+    import numpy
+
+    return {"pathosynth": __version__, "torch": torch.__version__, "monai": monai.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"}
+
+
+def _write_json_atomic(payload: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _train_separate(config, out, processes, resume, progress, stop_after) -> Path:
+    """The papers' class-separate training: one complete run per class, under out/by-class/."""
+    if not resume and processes.is_main:
+        _check_fresh(out)
+    classes = Dataset.load(config.data).info.classes
+    runs = {name: f"by-class/{name}" for name in classes}
+    if processes.is_main and not resume:
+        _write_json_atomic({"format": RUN_FORMAT, "config": config.to_json(), "separate": runs,
+                            "versions": _versions(processes.device)}, out / "config.json")
+    for name, relative in runs.items():
+        _train_run(replace(config, classes="none", label=name), out / relative, processes,
+                   resume and (out / relative / "config.json").is_file(), progress, stop_after)
+    return out
+
+
+# ------------------------------------------------------------------------------- the loop
+
+@contextmanager
+def _interruptible():
+    """Ctrl-C / SIGTERM set a flag that the loop checks between steps, so a checkpoint is never
+    taken halfway through an update."""
+    state = {"stop": False}
+    if threading_main():
+        def handler(signum, frame):
+            state["stop"] = True
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    else:
+        previous = {}
+    try:
+        yield state
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class _Run:
+    """The state of one run: networks, optimizers, RNGs, and the run folder's files."""
+
+    def __init__(self, config: TrainConfig, out: Path, processes, data: TrainingSet):
+        self.config, self.out, self.processes, self.data = config, out, processes, data
+        device = processes.device
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.num_classes = len(data.classes) if config.classes == "conditional" else 0
+        channels = data.images.shape[1]
+        self.g_kwargs = generator_kwargs(config, channels, self.num_classes)
+        self.generator = build_generator(config.model, self.g_kwargs).to(device)
+        self.discriminator = build_discriminator(config, channels, self.num_classes).to(device)
+        self.memory_format = torch.channels_last if (self.cuda and config.channels_last) else torch.contiguous_format
+        self.generator.to(memory_format=self.memory_format)
+        self.discriminator.to(memory_format=self.memory_format)
+        self.ema = EMA(self.generator, config.ema_decay)
+        self.opt_g = _optimizer(config, self.generator.parameters(), config.lr_g)
+        self.opt_d = _optimizer(config, self.discriminator.parameters(), config.lr_d)
+        self.critic = distributed.wrap(CriticObjective(self.discriminator, config), processes)
+        self.generator_ddp = distributed.wrap(self.generator, processes)
+        self.augment = augmenter(config)
+        self.sampler = BatchSampler(len(data.images), config.batch, config.seed, processes.rank, processes.world)
+        self.levels = getattr(self.generator, "levels", 0) if config.model == "pggan" else 0
+        self.step = 0
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (self.cuda and config.amp)
+                         else nullcontext())
+        self._fixed_conditions()
+
+    # -------------------------------------------------------------- conditions for the grids
+    def _fixed_conditions(self) -> None:
+        n = COLUMNS * ROWS
+        seeds = [SAMPLE_SEED_OFFSET + self.config.seed * 10_000 + i for i in range(n)]
+        self.fixed_z = latents_for_seeds(self.generator, seeds, self.device)
+        self.fixed_labels = (torch.arange(n, device=self.device) // COLUMNS % self.num_classes
+                             if self.num_classes else None)
+        self.fixed_boxes, self.fixed_box_lists = None, None
+        if self.data.box_images is not None:
+            with_boxes = [i for i, b in enumerate(self.data.boxes) if b]
+            rng = torch.Generator().manual_seed(self.config.seed)
+            picks = [with_boxes[int(i)] for i in torch.randint(len(with_boxes), (n,), generator=rng)]
+            self.fixed_boxes = self.data.box_images[picks].to(self.device)
+            self.fixed_box_lists = [self.data.boxes[i] for i in picks]
+
+    def phase(self) -> dict:
+        if self.config.model != "pggan":
+            return {}
+        stage, alpha = growth_phase(self.step, self.config.phase_steps, self.levels)
+        return {"stage": stage, "alpha": alpha}
+
+    # ------------------------------------------------------------------------------ updates
+    def train_step(self) -> torch.Tensor:
+        config, phase = self.config, self.phase()
+        self.discriminator.requires_grad_(True)
+        for _ in range(config.critic_steps):
+            real, labels, boxes = draw_batch(self.data, self.sampler, config.random_crop, self.device)
+            real = real.contiguous(memory_format=self.memory_format)
+            labels = labels if self.num_classes else None
+            if phase:
+                real = real_at_stage(real, 4 * 2 ** phase["stage"], phase["alpha"])
+            z = torch.randn(real.shape[0], *self.fixed_z.shape[1:], device=self.device)
+            with torch.no_grad(), self.autocast:
+                fake = self.generator(z, **conditions(labels, boxes), **phase)
+            with self.autocast:
+                d_parts = self.critic(real, fake.float(), labels, boxes, phase)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_parts[0].backward()
+            self.opt_d.step()
+            if config.clip:
+                with torch.no_grad():
+                    for p in self.discriminator.parameters():
+                        p.clamp_(-config.clip, config.clip)
+        self.discriminator.requires_grad_(False)
+        z = torch.randn(real.shape[0], *self.fixed_z.shape[1:], device=self.device)
+        with self.autocast:
+            fake = self.generator_ddp(z, **conditions(labels, boxes), **phase)
+            g_total, g_adv = generator_loss(config, self.discriminator, self.augment, fake.float(), real,
+                                            labels, boxes, phase)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_total.backward()
+        self.opt_g.step()
+        self.ema.update(self.generator)
+        self.step += 1
+        return torch.cat([d_parts.detach().float(), torch.stack([g_total, g_adv]).detach().float()])
+
+    # ------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.cuda:
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        rngs = _gather(rng, self.processes)
+        return {"format": ckpt.FORMAT, "step": self.step, "config": self.config.to_json(),
+                "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "ema": self.ema.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "sampler": self.sampler.state_dict(), "rng": rngs,
+                "world": self.processes.world}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for opt, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr  # a resumed run may lower the learning rate
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+        rngs = state["rng"]
+        if int(state.get("world", 1)) == self.processes.world:
+            mine = rngs[self.processes.rank]
+            torch.set_rng_state(mine["torch"])
+            if self.cuda and "cuda" in mine:
+                torch.cuda.set_rng_state(mine["cuda"], self.device)
+        else:  # another number of processes: the stream cannot continue exactly
+            torch.manual_seed(self.config.seed * 1000 + self.step + self.processes.rank)
+
+    def save(self) -> None:
+        state = self.state_dict()  # every process takes part (RNG states are gathered)
+        if not self.processes.is_main:
+            return
+        ckpt.save_atomic(state, self.out / "checkpoints" / ckpt.FULL_STATE)
+        ckpt.save_atomic(self.export(), self.out / "checkpoints" / ckpt.GENERATOR)
+
+    def export(self) -> dict:
+        """The generator-only file: EMA weights with standing batch-norm statistics + how to rebuild."""
+        phase = self.phase()
+        standing_statistics(self.ema.model, lambda: self.ema.model(
+            self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase))
+        return {"format": ckpt.FORMAT, "kind": "generator", "model": self.config.model,
+                "generator_kwargs": self.g_kwargs, "phase": phase, "step": self.step,
+                "classes": self.data.classes if self.num_classes else [],
+                "weights": {k: v.detach().cpu().contiguous() for k, v in self.ema.model.state_dict().items()}}
+
+    def sample_grid(self) -> None:
+        phase = self.phase()
+        standing_statistics(self.ema.model, lambda: self.ema.model(
+            self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase))
+        with torch.no_grad():
+            images = self.ema.model(self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase)
+        grid_png(to_full_resolution(images, self.config.resolution),
+                 self.out / "samples" / f"step-{self.step:07d}.png", self.fixed_box_lists)
+
+
+def _optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(config.betas), eps=1e-8)
+
+
+def _gather(value: dict, processes) -> list[dict]:
+    if not processes.distributed:
+        return [value]
+    import torch.distributed as dist
+
+    everyone: list = [None] * processes.world
+    dist.all_gather_object(everyone, value)
+    return everyone
+
+
+def _threads(processes) -> int:
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", processes.world))
+    threads = max(1, free_cores() // max(1, local))
+    torch.set_num_threads(threads)
+    return threads
+
+
+LOSS_NAMES = ("loss_d", "adversarial_d", "gradient_penalty", "drift", "loss_g", "adversarial_g")
+
+
+def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress: bool,
+               stop_after: int | None) -> Path:
+    main = processes.is_main
+    if resume:
+        read_run(out)
+        if not (out / "checkpoints" / ckpt.FULL_STATE).is_file():
+            resume = False  # killed before its first checkpoint: start again, from the same seed
+    elif main:
+        _check_fresh(out)
+    threads = _threads(processes) if processes.device.type == "cpu" else torch.get_num_threads()
+    torch.manual_seed(config.seed * 1000 + processes.rank)
+    data = load_training_set(config, progress=progress and main)
+    run = _Run(config, out, processes, data)
+    if resume:
+        run.load_state_dict(ckpt.load_checkpoint(out / "checkpoints" / ckpt.FULL_STATE))
+    elif main:
+        _write_json_atomic(_run_record(config, run, threads), out / "config.json")
+    log = _Log(out, main, resume, run.step)
+    log.line(f"{'resumed at' if resume else 'started'} step {run.step} of {config.steps}: {config.model}, "
+             f"{len(data.images)} images, {processes.world} process(es), {processes.device}, {threads} thread(s)")
+    bar = tqdm(total=config.steps, initial=run.step, unit="step", desc=f"train {config.model}",
+               disable=not (progress and main), dynamic_ncols=True)
+    window, window_start, window_steps = None, time.perf_counter(), 0
+    last_good = run.step
+    with _interruptible() as interrupt:
+        while run.step < config.steps:
+            parts = run.train_step()
+            window = parts if window is None else window + parts
+            window_steps += 1
+            bar.update(1)
+            at_end = run.step == config.steps or (stop_after is not None and run.step >= stop_after)
+            checkpoint_due = run.step % config.checkpoint_every == 0 or at_end
+            stopping = distributed.any_true(interrupt["stop"], processes)
+            if run.step % config.log_every == 0 or checkpoint_due or stopping:
+                means = (window / window_steps)
+                distributed_bad = distributed.any_true(not bool(torch.isfinite(means).all()), processes)
+                if distributed_bad:
+                    bar.close()
+                    bad = [n for n, v in zip(LOSS_NAMES, means.tolist()) if not torch.isfinite(torch.tensor(v))]
+                    message = (f"training diverged between steps {run.step - window_steps + 1} and {run.step}: "
+                               f"{', '.join(bad)} became NaN or infinite; the last good checkpoint "
+                               f"(step {last_good}) in {out / 'checkpoints'} is intact: lower the learning "
+                               f"rate (--lr-d/--lr-g) and resume with `pathosynth train --resume {out}`")
+                    log.line(message)
+                    raise TrainingDiverged(message)
+                elapsed = time.perf_counter() - window_start
+                record = _stats(run, means, window_steps, elapsed)
+                log.stats(record)
+                bar.set_postfix_str(f"D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
+                                    f"{record['images_per_s']:.1f} img/s", refresh=False)
+                window, window_start, window_steps = None, time.perf_counter(), 0
+            if main and (run.step % config.sample_every == 0 or at_end):
+                run.sample_grid()
+            if checkpoint_due or stopping:
+                run.save()
+                last_good = run.step
+            if stopping:
+                bar.close()
+                log.line(f"interrupted at step {run.step}; checkpoint written")
+                raise KeyboardInterrupt
+            if at_end:
+                break
+    bar.close()
+    log.line(f"stopped at step {run.step} of {config.steps}")
+    return out
+
+
+def _stats(run: _Run, means: torch.Tensor, steps: int, seconds: float) -> dict:
+    phase = run.phase()
+    images = steps * run.config.batch * run.processes.world * (run.config.critic_steps + 1)
+    record = {"step": run.step, "images_shown": run.step * run.config.batch * run.processes.world}
+    record.update({name: round(float(v), 6) for name, v in zip(LOSS_NAMES, means.tolist())})
+    record.update({"stage": phase.get("stage"), "alpha": round(phase["alpha"], 4) if phase else None,
+                   "seconds": round(seconds, 3),
+                   # images through G per second, real + generated, over the window
+                   "images_per_s": round(steps * run.config.batch * run.processes.world / max(seconds, 1e-9), 2),
+                   "network_images_per_s": round(images / max(seconds, 1e-9), 2)})
+    return record
+
+
+def _run_record(config: TrainConfig, run: _Run, threads: int) -> dict:
+    data = run.data
+    source = Dataset.load(config.data).info
+    return {"format": RUN_FORMAT, "config": config.to_json(),
+            "data": {"path": str(Path(config.data).resolve()), "name": source.name, "modality": source.modality,
+                     "classes": data.classes, "channels": data.channels, "images": len(data.images),
+                     "intensity_unit": source.intensity_unit, "intensity": vars(data.intensity),
+                     "spacing": data.spacing, "png_slope": source.png_slope,
+                     "png_intercept": source.png_intercept},
+            "generator": {"model": config.model, "kwargs": run.g_kwargs},
+            "seeds": {"seed": config.seed, "torch": f"seed * 1000 + rank", "batch_order": "seed"},
+            "processes": run.processes.world, "threads": threads,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "versions": _versions(run.device)}
+
+
+class _Log:
+    """log.txt (human) and stats.jsonl (one JSON record per logged step), rank 0 only. On resume
+    the records after the checkpoint's step are dropped: they will be recomputed identically."""
+
+    def __init__(self, out: Path, main: bool, resume: bool, step: int):
+        self.main = main
+        self.text = out / "log.txt"
+        self.jsonl = out / "stats.jsonl"
+        if main and resume and self.jsonl.is_file():
+            kept = [line for line in self.jsonl.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= step]
+            self.jsonl.write_text("".join(line + "\n" for line in kept))
+
+    def line(self, message: str) -> None:
+        if self.main:
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            with self.text.open("a") as handle:
+                handle.write(f"{stamp} {message}\n")
+
+    def stats(self, record: dict) -> None:
+        if self.main:
+            with self.jsonl.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")

@@ -1,0 +1,45 @@
+"""Sample grids: the EMA generator on fixed latents and conditions, so grids from different steps
+of a run show the same "patients" maturing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+COLUMNS = 8
+ROWS = 4
+BOX_COLOUR = (255, 64, 64)
+
+
+def grid_png(images: torch.Tensor, path: Path, boxes: list[list[list[float]]] | None = None,
+             columns: int = COLUMNS) -> None:
+    """Tile normalised images (N, C, H, W; about [-1, 1], first channel shown) into a PNG, boxes
+    outlined, written atomically."""
+    images = images.detach().float().cpu()
+    pixels = ((images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    n, height, width = pixels.shape
+    rows = -(-n // columns)
+    canvas = Image.new("RGB", (columns * (width + 2), rows * (height + 2)), (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n):
+        left, top = (i % columns) * (width + 2) + 1, (i // columns) * (height + 2) + 1
+        canvas.paste(Image.fromarray(np.ascontiguousarray(pixels[i])).convert("RGB"), (left, top))
+        for box in (boxes[i] if boxes else []):
+            x0, y0, x1, y1 = box
+            draw.rectangle([left + x0, top + y0, left + x1 - 1, top + y1 - 1], outline=BOX_COLOUR)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    canvas.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def to_full_resolution(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """PGGAN's early stages make small images: show them at the final size."""
+    if images.shape[-1] == resolution:
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="nearest")
