@@ -206,17 +206,20 @@ class _Run:
     def train_step(self) -> torch.Tensor:
         config, phase = self.config, self.phase()
         self.discriminator.requires_grad_(True)
-        for _ in range(config.critic_steps):
+        for critic_step in range(config.critic_steps):
             real, labels, boxes = draw_batch(self.data, self.sampler, config.random_crop, self.device)
             real = real.contiguous(memory_format=self.memory_format)
             labels = labels if self.num_classes else None
             if phase:
                 real = real_at_stage(real, 4 * 2 ** phase["stage"], phase["alpha"])
             z = torch.randn(real.shape[0], *self.fixed_z.shape[1:], device=self.device)
-            with torch.no_grad(), self.autocast:
-                fake = self.generator(z, **conditions(labels, boxes), **phase)
+            last = critic_step == config.critic_steps - 1
+            # The last critic step's fakes are kept with their graph and reused for G's update
+            # (as the DCGAN reference does): one generator forward per step instead of two.
+            with torch.set_grad_enabled(last), self.autocast:
+                fake = (self.generator_ddp if last else self.generator)(z, **conditions(labels, boxes), **phase)
             with self.autocast:
-                d_parts = self.critic(real, fake.float(), labels, boxes, phase)
+                d_parts = self.critic(real, fake.detach().float(), labels, boxes, phase)
             self.opt_d.zero_grad(set_to_none=True)
             d_parts[0].backward()
             self.opt_d.step()
@@ -225,9 +228,7 @@ class _Run:
                     for p in self.discriminator.parameters():
                         p.clamp_(-config.clip, config.clip)
         self.discriminator.requires_grad_(False)
-        z = torch.randn(real.shape[0], *self.fixed_z.shape[1:], device=self.device)
         with self.autocast:
-            fake = self.generator_ddp(z, **conditions(labels, boxes), **phase)
             g_total, g_adv = generator_loss(config, self.discriminator, self.augment, fake.float(), real,
                                             labels, boxes, phase)
         self.opt_g.zero_grad(set_to_none=True)
