@@ -195,14 +195,104 @@ def show(dataset, out, count, split, label, channel, seed):
     click.echo(f"wrote {show_dataset(dataset, out, count, split, label, channel, seed)}")
 
 
+@cli.command()
+@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan"]), default=None,
+              help="GAN family (required unless --resume).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Dataset folder (from `data import` or `data phantom`); its train split is used.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue this run folder from its last checkpoint (other options: only --steps, --lr-*).")
+@click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default="small", show_default=True,
+              help="paper: the papers' settings; small: minutes on a 2-core CPU; tiny: tests.")
+@click.option("--classes", type=click.Choice(["conditional", "separate", "none"]), default=None,
+              help="One GAN with the label as input, one GAN per class (the papers), or labels ignored.")
+@click.option("--label", default=None, help="Train on this class only (implies --classes none).")
+@click.option("--boxes", is_flag=True, default=None,
+              help="Condition on lesion boxes: CPGGAN with pggan; always on for unet-cgan.")
+@click.option("--resolution", type=int, default=None, help="Training size in px, a power of two.")
+@click.option("--steps", type=int, default=None, help="Generator updates.")
+@click.option("--batch", type=int, default=None)
+@click.option("--lr-g", type=float, default=None)
+@click.option("--lr-d", type=float, default=None)
+@click.option("--width", type=int, default=None, help="Channels at the finest level.")
+@click.option("--latent-dim", type=int, default=None)
+@click.option("--phase-steps", type=int, default=None, help="PGGAN: steps per fade-in and per stabilisation.")
+@click.option("--diffaugment", default=None,
+              help="DiffAugment policy for D, e.g. brightness,contrast,translation,cutout ('' for none).")
+@click.option("--sample-every", type=int, default=None)
+@click.option("--checkpoint-every", type=int, default=None)
+@click.option("--split", default=None, help="Dataset split to train on [default: train].")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
+          latent_dim, phase_steps, diffaugment, sample_every, checkpoint_every, split, seed, quiet):
+    """Train a GAN on a dataset folder into a run folder (config, stats, checkpoints, samples).
+
+    Ctrl-C writes a checkpoint; `--resume RUN` continues exactly. Several GPUs or nodes:
+    `torchrun --nproc_per_node=K -m pathosynth train ...`.
+    """
+    from pathosynth.config import make_config
+    from pathosynth.training.loop import resume_run, train as train_run
+
+    if resume:
+        path = resume_run(resume, progress=not quiet, steps=steps, lr_g=lr_g, lr_d=lr_d)
+    else:
+        missing = [name for name, value in (("--model", model), ("--data", data), ("--out", out)) if value is None]
+        if missing:
+            raise UserError(f"train needs {', '.join(missing)} (or --resume RUN to continue a run)")
+        if label and classes is None:
+            classes = "none"
+        config = make_config(model, preset, data=str(data), classes=classes, label=label, boxes=boxes,
+                             resolution=resolution, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d, width=width,
+                             latent_dim=latent_dim, phase_steps=phase_steps, diffaugment=diffaugment,
+                             sample_every=sample_every, checkpoint_every=checkpoint_every, split=split, seed=seed)
+        path = train_run(config, out, progress=not quiet)
+    click.echo(f"trained {path} (generator: {path}/checkpoints/generator.pt; samples: {path}/samples)")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--n", "count", type=int, required=True, help="Number of images.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Synthetic dataset folder to create; it appears only when complete.")
+@click.option("--label", default=None, help="Class to generate [default: every class in turn].")
+@click.option("--boxes", "boxes_text", default=None,
+              help="Box-conditioned runs: boxes for every image, 'x0,y0,x1,y1;...' in px of the generated image.")
+@click.option("--boxes-from", type=click.Path(path_type=Path), default=None,
+              help="Box-conditioned runs: draw box layouts from this dataset folder [default: the training data].")
+@click.option("--jitter", default=None,
+              help="Move box layouts: flip,shift=F,zoom=F [default with layouts drawn from data: "
+                   "flip,shift=0.1,zoom=0.1; 'none' for no jitter].")
+@click.option("--seed", default=0, show_default=True, help="Image i gets seed SEED + i.")
+@click.option("--batch", default=64, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(run, count, out, label, boxes_text, boxes_from, jitter, seed, batch, overwrite, quiet):
+    """Generate N synthetic images with a trained run into a dataset folder (labels, boxes, seeds, provenance)."""
+    from pathosynth.data.boxes import parse_boxes
+    from pathosynth.generate import generate as generate_images
+
+    boxes = None
+    if boxes_text is not None:
+        try:
+            boxes = parse_boxes(boxes_text)
+        except ValueError as exc:
+            raise UserError(f"--boxes '{boxes_text}': {exc}; write boxes like 10,12,30,40;5,5,9,9") from exc
+    path = generate_images(run, count, out, label=label, boxes=boxes, boxes_from=boxes_from,
+                           jitter="" if jitter == "none" else jitter, seed=seed, batch=batch, overwrite=overwrite,
+                           progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="pathosynth", standalone_mode=False)
     except UserError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("interrupted; nothing half-written was left behind", err=True)
+    except (KeyboardInterrupt, click.exceptions.Abort) as interruption:
+        click.echo(str(interruption) or "interrupted; nothing half-written was left behind", err=True)
         sys.exit(130)
     except click.ClickException as error:
         error.show()

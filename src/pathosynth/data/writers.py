@@ -12,16 +12,18 @@ from pathosynth.data.image import MedicalImage
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
-def write_image(path: str | Path, image: MedicalImage) -> None:
-    """Pick the writer from the suffix: NIfTI, MetaImage/NRRD or 16-/8-bit PNG."""
+def write_image(path: str | Path, image: MedicalImage, description: str = "") -> None:
+    """Pick the writer from the suffix: NIfTI, MetaImage/NRRD or 16-/8-bit PNG. `description`
+    goes into the file's own metadata (PNG text chunk, NIfTI descrip, ITK key), e.g. to mark an
+    image synthetic wherever the file travels without its manifest."""
     path = Path(path)
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
-        write_nifti(path, image)
+        write_nifti(path, image, description)
     elif name.endswith((".mhd", ".mha", ".nrrd")):
-        write_sitk(path, image)
+        write_sitk(path, image, description)
     elif name.endswith(".png"):
-        write_png(path, image.array)
+        write_png(path, image.array, description)
     else:
         raise ValueError(f"no writer for {path.name}")
 
@@ -38,7 +40,7 @@ def _portable(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def write_nifti(path: Path, image: MedicalImage) -> None:
+def write_nifti(path: Path, image: MedicalImage, description: str = "") -> None:
     import nibabel as nib
 
     dims = image.spatial_dims
@@ -59,6 +61,8 @@ def write_nifti(path: Path, image: MedicalImage) -> None:
     zooms = list(spacing_ijk) + [1.0] * (data.ndim - dims)
     nifti.header.set_zooms(zooms)
     nifti.header.set_xyzt_units("mm")
+    if description:
+        nifti.header["descrip"] = description.encode("ascii", "replace")[:79]
     if path.name.lower().endswith(".gz"):
         # gzip's header stores a time stamp; zero it so the same image always gives the same bytes
         path.write_bytes(gzip.compress(nifti.to_bytes(), compresslevel=6, mtime=0))
@@ -66,7 +70,7 @@ def write_nifti(path: Path, image: MedicalImage) -> None:
         nib.save(nifti, str(path))
 
 
-def write_sitk(path: Path, image: MedicalImage) -> None:
+def write_sitk(path: Path, image: MedicalImage, description: str = "") -> None:
     import SimpleITK as sitk
 
     is_vector = image.array.ndim == image.spatial_dims + 1
@@ -76,18 +80,24 @@ def write_sitk(path: Path, image: MedicalImage) -> None:
     img.SetSpacing([float(s) for s in image.spacing[::-1]])
     img.SetOrigin([float(o) for o in image.origin])
     img.SetDirection([float(v) for v in np.asarray(image.direction)[:, ::-1].ravel()])
+    if description:
+        img.SetMetaData("Description", description)
     sitk.WriteImage(img, str(path), useCompression=path.suffix.lower() != ".mhd")
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
+def write_png(path: Path, array: np.ndarray, description: str = "") -> None:
     """A grey PNG; uint8 stays 8-bit, uint16 is written 16-bit. Other types must be converted first."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     if array.ndim != 2:
         raise ValueError(f"PNG holds one 2D channel, got shape {array.shape}")
+    info = PngInfo()
+    if description:
+        info.add_text("Description", description)
     if array.dtype == np.uint8:
-        Image.fromarray(array, mode="L").save(path)
+        Image.fromarray(array, mode="L").save(path, pnginfo=info)
     elif array.dtype == np.uint16:
-        Image.fromarray(array).save(path)
+        Image.fromarray(array).save(path, pnginfo=info)
     else:
         raise ValueError(f"write_png takes uint8 or uint16, got {array.dtype}")
