@@ -44,6 +44,10 @@ class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM: a checkpoint of the last finished step was written."""
+
+
 def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progress: bool = True,
           stop_after: int | None = None) -> Path:
     """Train into the run folder `out` (one sub-run per class with classes="separate").
@@ -195,6 +199,8 @@ class _Run:
             picks = [with_boxes[int(i)] for i in torch.randint(len(with_boxes), (n,), generator=rng)]
             self.fixed_boxes = self.data.box_images[picks].to(self.device)
             self.fixed_box_lists = [self.data.boxes[i] for i in picks]
+            if self.num_classes:  # each box layout with its own image's class
+                self.fixed_labels = self.data.labels[picks].to(self.device)
 
     def phase(self) -> dict:
         if self.config.model != "pggan":
@@ -382,7 +388,8 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
             if stopping:
                 bar.close()
                 log.line(f"interrupted at step {run.step}; checkpoint written")
-                raise KeyboardInterrupt
+                raise TrainingInterrupted(f"interrupted at step {run.step}; the checkpoint is written: continue "
+                                          f"with `pathosynth train --resume {out}`")
             if at_end:
                 break
     bar.close()
