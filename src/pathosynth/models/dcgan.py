@@ -19,6 +19,17 @@ from torch import nn
 from pathosynth.models.layers import LabelToLatent, ProjectionHead
 
 
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation (Radford et al.): conv weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
 def _levels(resolution: int) -> int:
     levels = int(math.log2(resolution)) - 2  # 4x4 -> resolution in steps of 2
     if resolution < 8 or 2 ** (levels + 2) != resolution:
@@ -43,6 +54,7 @@ class DCGANGenerator(nn.Module):
                        nn.ReLU(inplace=True)]
         layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1))  # linear output: no tanh
         self.net = nn.Sequential(*layers)
+        self.net.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(self.labels(z, labels)[:, :, None, None])
@@ -60,7 +72,9 @@ class DCGANDiscriminator(nn.Module):
         top = width * 2 ** (levels - 1)
         self.score = nn.Conv2d(top, 1, 4, 1, 0)
         self.projection = ProjectionHead(num_classes, top)
+        self.features.apply(dcgan_init)
+        self.score.apply(dcgan_init)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)
-        return self.projection(self.score(features).flatten(), features.sum(dim=(2, 3)), labels)
+        return self.projection(self.score(features).flatten(), features.mean(dim=(2, 3)), labels)

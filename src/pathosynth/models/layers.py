@@ -33,6 +33,11 @@ class ProjectionHead(nn.Module):
     def __init__(self, num_classes: int, features: int):
         super().__init__()
         self.embed = nn.Embedding(num_classes, features) if num_classes else None
+        if self.embed is not None:
+            # Without spectral norm (which the papers' discriminators do not use), nn.Embedding's
+            # N(0, 1) makes the projection ~sqrt(features) times larger than the score and
+            # saturates the loss from the first step; 1/sqrt(features) keeps it about unit size.
+            nn.init.normal_(self.embed.weight, 0.0, features ** -0.5)
 
     def forward(self, score: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         if self.embed is None:

@@ -19,9 +19,12 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
+        # Ramp the decay up as (1 + step) / (10 + step) early on: a plain 0.999 would keep the
+        # random initial weights in the average for thousands of steps, a short run's whole length.
+        decay = min(self.decay, (1 + step) / (10 + step))
         for ema, live in zip(self.model.parameters(), model.parameters()):
-            ema.lerp_(live.detach(), 1.0 - self.decay)
+            ema.lerp_(live.detach(), 1.0 - decay)
         for ema, live in zip(self.model.buffers(), model.buffers()):
             ema.copy_(live)
 
