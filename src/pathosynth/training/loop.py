@@ -240,7 +240,7 @@ class _Run:
         self.opt_g.zero_grad(set_to_none=True)
         g_total.backward()
         self.opt_g.step()
-        self.ema.update(self.generator)
+        self.ema.update(self.generator, self.step)
         self.step += 1
         return torch.cat([d_parts.detach().float(), torch.stack([g_total, g_adv]).detach().float()])
 
@@ -368,10 +368,13 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
                 if distributed_bad:
                     bar.close()
                     bad = [n for n, v in zip(LOSS_NAMES, means.tolist()) if not torch.isfinite(torch.tensor(v))]
+                    kept = (f"the last good checkpoint (step {last_good}) in {out / 'checkpoints'} is intact: "
+                            f"resume it with a lower learning rate (`pathosynth train --resume {out} --lr-d ... "
+                            f"--lr-g ...`)" if (out / "checkpoints" / ckpt.FULL_STATE).is_file() else
+                            "no checkpoint had been written yet: train again with a lower learning rate "
+                            "(--lr-d/--lr-g)")
                     message = (f"training diverged between steps {run.step - window_steps + 1} and {run.step}: "
-                               f"{', '.join(bad)} became NaN or infinite; the last good checkpoint "
-                               f"(step {last_good}) in {out / 'checkpoints'} is intact: lower the learning "
-                               f"rate (--lr-d/--lr-g) and resume with `pathosynth train --resume {out}`")
+                               f"{', '.join(bad)} became NaN or infinite; {kept}")
                     log.line(message)
                     raise TrainingDiverged(message)
                 elapsed = time.perf_counter() - window_start
