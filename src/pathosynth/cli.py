@@ -292,7 +292,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
     except (KeyboardInterrupt, click.exceptions.Abort) as interruption:
-        click.echo(str(interruption) or "interrupted; nothing half-written was left behind", err=True)
+        # click turns Ctrl-C into Abort; the interruption's own message (e.g. how to resume) is its cause
+        cause = interruption.__cause__ if isinstance(interruption, click.exceptions.Abort) else interruption
+        click.echo(str(cause or "") or "interrupted; nothing half-written was left behind", err=True)
         sys.exit(130)
     except click.ClickException as error:
         error.show()

@@ -80,7 +80,8 @@ class Jitter:
             x0, x1 = ((v - centre) * zoom + centre + dx for v in (x0, x1))
             y0, y1 = ((v - centre) * zoom + centre + dy for v in (y0, y1))
             box = [round(min(max(v, 0.0), size), 2) for v in (x0, y0, x1, y1)]
-            if box[2] - box[0] >= 1 and box[3] - box[1] >= 1:  # what is left inside the image
+            # keep a box unless the border cut it to a sliver (under 1 px, or under its own size)
+            if box[2] - box[0] >= min(1.0, x1 - x0) and box[3] - box[1] >= min(1.0, y1 - y0) > 0:
                 moved.append(box)
         return moved
 

@@ -202,10 +202,11 @@ class _Run:
             if self.num_classes:  # each box layout with its own image's class
                 self.fixed_labels = self.data.labels[picks].to(self.device)
 
-    def phase(self) -> dict:
+    def phase(self, step: int | None = None) -> dict:
+        """PGGAN's stage and fade-in at `step` (default: the step about to be trained)."""
         if self.config.model != "pggan":
             return {}
-        stage, alpha = growth_phase(self.step, self.config.phase_steps, self.levels)
+        stage, alpha = growth_phase(self.step if step is None else step, self.config.phase_steps, self.levels)
         return {"stage": stage, "alpha": alpha}
 
     # ------------------------------------------------------------------------------ updates
@@ -401,7 +402,7 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
 
 
 def _stats(run: _Run, means: torch.Tensor, steps: int, seconds: float) -> dict:
-    phase = run.phase()
+    phase = run.phase(run.step - 1)  # the step just trained
     images = steps * run.config.batch * run.processes.world * (run.config.critic_steps + 1)
     record = {"step": run.step, "images_shown": run.step * run.config.batch * run.processes.world}
     record.update({name: round(float(v), 6) for name, v in zip(LOSS_NAMES, means.tolist())})
