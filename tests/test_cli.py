@@ -81,8 +81,12 @@ def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_pa
         assert (tmp_path / "demo" / name / "manifest.csv").is_file()
         assert (tmp_path / "demo" / f"{name}-info.txt").read_text().startswith(name)
         assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
+    for name in ("brain-synthetic", "brain-synthetic-boxes"):
+        assert (tmp_path / "demo" / name / "manifest.csv").is_file()
+        assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
+    assert (tmp_path / "demo" / "runs" / "brain-dcgan" / "checkpoints" / "generator.pt").is_file()
     again = run("demo", "--tiny", "--quiet", "--out", str(tmp_path / "demo"))
-    assert again.returncode == 0 and again.stdout.count("reusing") >= 3
+    assert again.returncode == 0 and again.stdout.count("reusing") >= 5
 
 
 def test_ctrl_c_leaves_no_half_written_dataset(tmp_path):

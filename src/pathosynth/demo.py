@@ -1,4 +1,5 @@
-"""`pathosynth demo`: the built-in datasets, built, described and shown.
+"""`pathosynth demo`: the built-in datasets, built, described and shown; then small GANs trained on
+the brain MR set, and synthetic tumour / non-tumour / box-placed images generated and shown.
 
 A dataset folder that a previous run finished is reused (folders appear only when complete), so an
 interrupted demo resumes where it stopped.
@@ -57,5 +58,9 @@ def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: b
         (out / f"{path.name}-info.txt").write_text(text + "\n")
         preview = show_dataset(path, out / f"{path.name}-preview.png", n=16, seed=seed)
         click.echo(f"\n{text}\n  preview: {preview}")
-    click.echo(f"\ndemo finished: datasets, info and previews are in {out}")
+    from pathosynth.demo_gans import run_demo_gans
+
+    click.echo("")
+    run_demo_gans(out, out / "brain-mr", seed=seed, tiny=tiny, progress=progress)
+    click.echo(f"\ndemo finished: datasets, runs, synthetic sets, info and previews are in {out}")
     return built
