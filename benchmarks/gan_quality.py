@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pathosynth.runtime import cpu_name
+
 import numpy as np
 import torch
 
@@ -54,14 +56,6 @@ BAR_RATIO = 0.85
 BAR_HITS = 0.80
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def positive_class(dataset: Dataset, name: str | None) -> str:
@@ -339,7 +333,7 @@ def main() -> None:
         parser.error("give --synthetic and/or --boxed, or --end-to-end")
     torch.set_num_threads(args.threads)
 
-    results: dict = {"machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
+    results: dict = {"machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
                                  "torch": torch.__version__, "threads": args.threads}}
     try:
         with tempfile.TemporaryDirectory(prefix="gan-quality-") as scratch:

@@ -37,6 +37,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pathosynth.runtime import cpu_name
+
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -105,14 +107,6 @@ class FlopCount(TorchDispatchMode):
         return sum(self.by_op.values())
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cpu_busy_seconds() -> float | None:
@@ -142,7 +136,7 @@ class Device:
     def name(self) -> str:
         if self.cuda:
             return torch.cuda.get_device_name(self.device)
-        return f"{cpu_model()}, {os.cpu_count()} cpus, {torch.get_num_threads()} torch threads"
+        return f"{cpu_name()}, {os.cpu_count()} cpus, {torch.get_num_threads()} torch threads"
 
 
 def best_time(fn, device: Device, repeats: int, per_repeat: int = 1) -> float:

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pathosynth.runtime import cpu_name
+
 CHILD = """
 import json, resource, sys, time
 from pathosynth.data.phantoms import build_phantom
@@ -28,14 +30,6 @@ print(json.dumps({"seconds": seconds, "samples": len(Dataset.load(out).samples),
 """
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
 
 
 def main() -> None:
@@ -56,7 +50,7 @@ def main() -> None:
             size_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
         rows.append((kind, patients, numbers["samples"], numbers["seconds"], numbers["seconds"] / patients,
                      numbers["peak_mib"], size_mb))
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cpus, Python {platform.python_version()}")
     print("| phantom | patients | samples | build s | s/patient | peak RSS MiB | folder MB |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind, patients, samples, seconds, per, peak, size_mb in rows:

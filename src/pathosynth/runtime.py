@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 
 def free_cores() -> int:
@@ -22,3 +24,14 @@ def configure_torch_threads(threads: int | None = None) -> int:
     threads = threads or free_cores()
     torch.set_num_threads(threads)
     return threads
+
+
+def cpu_name() -> str:
+    """The CPU's model name (for run records and benchmark tables)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

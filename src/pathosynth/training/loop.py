@@ -26,7 +26,7 @@ from pathosynth.config import TrainConfig, check_config
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
-from pathosynth.runtime import free_cores
+from pathosynth.runtime import cpu_name, free_cores
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training import distributed
 from pathosynth.training.batches import BatchSampler, draw_batch
@@ -105,7 +105,7 @@ def _versions(device: torch.device) -> dict:
 
     return {"pathosynth": __version__, "torch": torch.__version__, "monai": monai.__version__,
             "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"}
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()}
 
 
 def _write_json_atomic(payload: dict, path: Path) -> None:
