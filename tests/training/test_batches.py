@@ -34,3 +34,13 @@ def test_sampler_visits_every_image_once_per_epoch_and_restores_its_state():
     # two processes split each global batch between them
     ranks = [BatchSampler(10, 5, seed=1, rank=r, world=2).next_indices() for r in (0, 1)]
     assert sorted(torch.cat(ranks).tolist()) == list(range(10))
+
+
+def test_sample_grid_draws_boxes_narrower_than_a_pixel(tmp_path):
+    from PIL import Image
+
+    from pathosynth.training.samples import grid_png
+
+    grid_png(torch.zeros(2, 1, 8, 8), tmp_path / "grid.png", [[[2.0, 2.0, 2.6, 2.4]], []])
+    pixels = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert (pixels[..., 0] == 255).any()  # the tiny box is outlined, not a crash

@@ -31,7 +31,9 @@ def grid_png(images: torch.Tensor, path: Path, boxes: list[list[list[float]]] | 
         canvas.paste(Image.fromarray(np.ascontiguousarray(pixels[i])).convert("RGB"), (left, top))
         for box in (boxes[i] if boxes else []):
             x0, y0, x1, y1 = box
-            draw.rectangle([left + x0, top + y0, left + x1 - 1, top + y1 - 1], outline=BOX_COLOUR)
+            # boxes under a pixel wide (small lesions at 64 px) still get a one-pixel outline
+            draw.rectangle([left + x0, top + y0, left + max(x0, x1 - 1), top + max(y0, y1 - 1)],
+                           outline=BOX_COLOUR)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     canvas.save(tmp, format="PNG")
