@@ -27,7 +27,7 @@ from pathosynth.errors import UserError
 from pathosynth.models import build_generator, latents_for_seeds
 from pathosynth.models.pggan import box_image
 from pathosynth.training import checkpoint as ckpt
-from pathosynth.training.data import Intensity
+from pathosynth.training.data import Intensity, boxes_at_resolution
 from pathosynth.training.loop import read_run
 
 UNLABELLED = "unlabelled"
@@ -122,11 +122,7 @@ def _training_boxes(dataset_dir: Path, label: str | None, resolution: int, requi
         if size is None:
             size = list(dataset.read(sample).shape[-2:])
         height, width = size[-2:]
-        side = max(height, width)
-        top, left = (side - height) // 2, (side - width) // 2
-        scale = resolution / side
-        layouts.append([[(b[0] + left) * scale, (b[1] + top) * scale, (b[2] + left) * scale,
-                         (b[3] + top) * scale] for b in sample.boxes])
+        layouts.append(boxes_at_resolution(sample.boxes, height, width, resolution))
     if not layouts and required:
         raise UserError(f"{dataset_dir}: no image{' of class ' + label if label else ''} has boxes to "
                         "take; pass --boxes or another --boxes-from")

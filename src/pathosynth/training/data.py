@@ -67,19 +67,17 @@ def load_training_set(config: TrainConfig, progress: bool = True) -> TrainingSet
     images, all_boxes, spacings = [], [], set()
     for sample in tqdm(samples, desc="reading", unit="img", disable=not progress, leave=False):
         array = dataset.read(sample)
-        side = max(array.shape[-2:])
-        if array.shape[-2] != array.shape[-1]:
-            array, (top, left) = pad_to_square(array, side, value=float(array.min()))
-        else:
-            top = left = 0
+        height, width = array.shape[-2:]
+        side = max(height, width)
+        if height != width:
+            array, _ = pad_to_square(array, side, value=float(array.min()))
         scale = resolution / side
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
         if side != resolution:
             tensor = F.interpolate(tensor, size=(resolution, resolution), mode="bilinear",
                                    antialias=side > resolution, align_corners=False)
         images.append(tensor[0])
-        all_boxes.append([[(b[0] + left) * scale, (b[1] + top) * scale, (b[2] + left) * scale,
-                           (b[3] + top) * scale] for b in sample.boxes])
+        all_boxes.append(boxes_at_resolution(sample.boxes, height, width, resolution))
         if sample.spacing:
             spacings.add(tuple(round(s / scale, 6) for s in sample.spacing))
     stacked = torch.stack(images)
@@ -95,6 +93,17 @@ def load_training_set(config: TrainConfig, progress: bool = True) -> TrainingSet
                        box_images=box_image(all_boxes, resolution) if config.boxes else None,
                        classes=list(info.classes), channels=list(info.channels), intensity=intensity,
                        spacing=list(spacings.pop()) if len(spacings) == 1 else None)
+
+
+def boxes_at_resolution(boxes: list[list[float]], height: int, width: int, resolution: int
+                        ) -> list[list[float]]:
+    """Boxes of a height x width image in pixels of the square training image: centre-padded to
+    square (as `pad_to_square` pads) and scaled to `resolution`."""
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    scale = resolution / side
+    return [[(b[0] + left) * scale, (b[1] + top) * scale, (b[2] + left) * scale, (b[3] + top) * scale]
+            for b in boxes]
 
 
 def _intensity_range(images: torch.Tensor) -> Intensity:

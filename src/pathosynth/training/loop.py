@@ -181,6 +181,7 @@ class _Run:
         self.sampler = BatchSampler(len(data.images), config.batch, config.seed, processes.rank, processes.world)
         self.levels = getattr(self.generator, "levels", 0) if config.model == "pggan" else 0
         self.step = 0
+        self._ema_ready_at = -1
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (self.cuda and config.amp)
                          else nullcontext())
         self._fixed_conditions()
@@ -286,18 +287,24 @@ class _Run:
 
     def export(self) -> dict:
         """The generator-only file: EMA weights with standing batch-norm statistics + how to rebuild."""
-        phase = self.phase()
-        standing_statistics(self.ema.model, lambda: self.ema.model(
-            self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase))
+        phase = self._ready_ema()
         return {"format": ckpt.FORMAT, "kind": "generator", "model": self.config.model,
                 "generator_kwargs": self.g_kwargs, "phase": phase, "step": self.step,
                 "classes": self.data.classes if self.num_classes else [],
                 "weights": {k: v.detach().cpu().contiguous() for k, v in self.ema.model.state_dict().items()}}
 
-    def sample_grid(self) -> None:
+    def _ready_ema(self) -> dict:
+        """Standing batch-norm statistics for the EMA generator at this step (once per step: the
+        grid and the export often fall on the same step); returns the phase to run it at."""
         phase = self.phase()
-        standing_statistics(self.ema.model, lambda: self.ema.model(
-            self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase))
+        if self._ema_ready_at != self.step:
+            standing_statistics(self.ema.model, lambda: self.ema.model(
+                self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase))
+            self._ema_ready_at = self.step
+        return phase
+
+    def sample_grid(self) -> None:
+        phase = self._ready_ema()
         with torch.no_grad():
             images = self.ema.model(self.fixed_z, **conditions(self.fixed_labels, self.fixed_boxes), **phase)
         grid_png(to_full_resolution(images, self.config.resolution),
@@ -384,11 +391,11 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
                 bar.set_postfix_str(f"D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
                                     f"{record['images_per_s']:.1f} img/s", refresh=False)
                 window, window_start, window_steps = None, time.perf_counter(), 0
-            if main and (run.step % config.sample_every == 0 or at_end):
-                run.sample_grid()
-            if checkpoint_due or stopping:
+            if checkpoint_due or stopping:  # before the grid: nothing after it can cost the checkpoint
                 run.save()
                 last_good = run.step
+            if main and (run.step % config.sample_every == 0 or at_end):
+                run.sample_grid()
             if stopping:
                 bar.close()
                 log.line(f"interrupted at step {run.step}; checkpoint written")
