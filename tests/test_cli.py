@@ -14,7 +14,7 @@ def run(*args, cwd=None):
 def test_help_lists_every_verb():
     result = run("--help")
     assert result.returncode == 0
-    for verb in ("demo", "data"):
+    for verb in ("demo", "data", "train", "generate"):
         assert verb in result.stdout
     data = run("data", "--help").stdout
     for verb in ("import", "phantom", "info", "show"):

@@ -65,7 +65,7 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Rebuild datasets that a previous run already finished.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out, seed, tiny, overwrite, quiet):
-    """Build the built-in phantom datasets, write their info and preview grids."""
+    """Build the built-in datasets, train small GANs on brain MR and generate synthetic images, with previews."""
     from pathosynth.demo import run_demo
 
     run_demo(out, seed=seed, tiny=tiny, overwrite=overwrite, progress=not quiet)
