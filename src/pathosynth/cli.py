@@ -220,13 +220,15 @@ def show(dataset, out, count, split, label, channel, seed):
 @click.option("--phase-steps", type=int, default=None, help="PGGAN: steps per fade-in and per stabilisation.")
 @click.option("--diffaugment", default=None,
               help="DiffAugment policy for D, e.g. brightness,contrast,translation,cutout ('' for none).")
+@click.option("--spectral-norm/--no-spectral-norm", default=None,
+              help="DCGAN/WGAN: spectrally normalise D's convolutions (beyond the papers; less mode collapse).")
 @click.option("--sample-every", type=int, default=None)
 @click.option("--checkpoint-every", type=int, default=None)
 @click.option("--split", default=None, help="Dataset split to train on [default: train].")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
-          latent_dim, phase_steps, diffaugment, sample_every, checkpoint_every, split, seed, quiet):
+          latent_dim, phase_steps, diffaugment, spectral_norm, sample_every, checkpoint_every, split, seed, quiet):
     """Train a GAN on a dataset folder into a run folder (config, stats, checkpoints, samples).
 
     Ctrl-C writes a checkpoint; `--resume RUN` continues exactly. Several GPUs or nodes:
@@ -246,7 +248,7 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
         config = make_config(model, preset, data=str(data), classes=classes, label=label, boxes=boxes,
                              resolution=resolution, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d, width=width,
                              latent_dim=latent_dim, phase_steps=phase_steps, diffaugment=diffaugment,
-                             sample_every=sample_every, checkpoint_every=checkpoint_every, split=split, seed=seed)
+                             spectral_norm=spectral_norm, sample_every=sample_every, checkpoint_every=checkpoint_every, split=split, seed=seed)
         path = train_run(config, out, progress=not quiet)
     click.echo(f"trained {path} (generator: {path}/checkpoints/generator.pt; samples: {path}/samples)")
 

@@ -49,6 +49,10 @@ class TrainConfig:
     phase_steps: int = 0  # PGGAN: steps per fade-in and per stabilisation phase (0: no growing)
     random_crop: int = 0  # PGGAN's augmentation: random crop shifting real images 0..N px (full res)
     diffaugment: str = ""  # DiffAugment policy for D, e.g. "brightness,contrast,translation,cutout"
+    # DCGAN/WGAN: spectral normalisation on every discriminator convolution (Miyato et al. 2018),
+    # beyond the papers: on the brain phantom it cut the small DCGAN's mode collapse
+    # (docs/benchmarks.md, "GAN quality").
+    spectral_norm: bool = False
     ema_decay: float = 0.999
     log_every: int = 10
     sample_every: int = 500
@@ -172,6 +176,9 @@ def check_config(config: TrainConfig) -> None:
             raise UserError("unet-cgan is conditioned on boxes only; use --classes separate or none")
     if config.boxes and config.model in ("dcgan", "wgan"):
         raise UserError(f"{config.model} has no box conditioning; use --model pggan (CPGGAN) or unet-cgan")
+    if config.spectral_norm and config.model not in ("dcgan", "wgan"):
+        raise UserError(f"--spectral-norm is a DCGAN/WGAN option; {config.model} has its own normalisation "
+                        "(PGGAN: equalised learning rate; U-Net GAN: batch norm): drop --spectral-norm")
     if config.label and config.classes != "none":
         raise UserError(f"--label trains on one class only, which --classes {config.classes} contradicts; "
                         "drop --classes or pass --classes none")

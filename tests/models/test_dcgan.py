@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +40,18 @@ def test_resolution_must_be_a_power_of_two():
         DCGANGenerator(96)
     with pytest.raises(ValueError, match="power of two"):
         DCGANDiscriminator(4)
+
+
+def test_spectral_norm_keeps_every_discriminator_conv_at_unit_spectral_norm():
+    torch.manual_seed(0)
+    discriminator = DCGANDiscriminator(32, width=8, num_classes=2, spectral_norm=True).train()
+    images, labels = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 0, 1])
+    for _ in range(30):  # power iterations run in training-mode forwards
+        discriminator(images, labels)
+    convolutions = [m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(hasattr(m, "parametrizations") for m in convolutions)
+    for conv in convolutions:
+        matrix = conv.weight.detach().flatten(1).numpy()  # the normalised weight, as used in forward
+        assert np.linalg.svd(matrix, compute_uv=False)[0] == pytest.approx(1.0, abs=0.02)
+    plain = DCGANDiscriminator(32, width=8)
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())

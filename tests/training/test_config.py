@@ -39,6 +39,7 @@ def test_overrides_win_over_the_preset_and_none_keeps_it():
     ("dcgan", {"label": "tumour"}, "--classes"),
     ("dcgan", {"batch": 0}, "batch"),
     ("dcgan", {"diffaugment": "rotate"}, "rotate"),
+    ("pggan", {"spectral_norm": True}, "DCGAN/WGAN option"),
 ])
 def test_bad_configs_end_in_one_clear_error(model, overrides, needle):
     with pytest.raises(UserError, match=needle):

@@ -10,6 +10,7 @@ from pathosynth.training.loop import TrainingDiverged, resume_run, train
 
 FAMILIES = [
     ("dcgan", {}),
+    ("dcgan", {"spectral_norm": True}),  # the power iteration's vectors are state too
     ("wgan", {}),
     ("pggan", {"boxes": True, "diffaugment": "brightness,contrast,translation,cutout"}),
     ("pggan", {"classes": "none", "label": "tumour"}),

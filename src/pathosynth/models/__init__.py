@@ -39,7 +39,7 @@ def build_generator(model: str, kwargs: dict) -> nn.Module:
 def build_discriminator(config, channels: int, num_classes: int) -> nn.Module:
     if config.model in ("dcgan", "wgan"):
         return DCGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
-                                  num_classes=num_classes)
+                                  num_classes=num_classes, spectral_norm=config.spectral_norm)
     if config.model == "pggan":
         return PGGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
                                   max_width=config.max_width, num_classes=num_classes,

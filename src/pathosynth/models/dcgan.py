@@ -3,6 +3,8 @@
 The thesis's variant: all filters 4x4, half the usual channel count (32 instead of 64 at the
 finest level), no tanh at the generator's output (images are normalised, not clipped to [-1, 1]),
 ELU in the discriminator. WGAN uses the same two networks with the Wasserstein loss.
+Optionally (beyond the thesis) the discriminator's convolutions are spectrally normalised, which
+keeps it from being fooled by a generator that makes one image per class.
 
 Class-conditional forms: the generator gets a learned label embedding concatenated to the
 noise; the discriminator is a projection discriminator (Miyato & Koyama 2018), whose score adds
@@ -61,7 +63,8 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, resolution: int = 64, channels: int = 1, width: int = 32, num_classes: int = 0):
+    def __init__(self, resolution: int = 64, channels: int = 1, width: int = 32, num_classes: int = 0,
+                 spectral_norm: bool = False):
         super().__init__()
         levels = _levels(resolution)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.ELU(inplace=True)]
@@ -74,6 +77,9 @@ class DCGANDiscriminator(nn.Module):
         self.projection = ProjectionHead(num_classes, top)
         self.features.apply(dcgan_init)
         self.score.apply(dcgan_init)
+        if spectral_norm:
+            for conv in [m for m in self.modules() if isinstance(m, nn.Conv2d)]:
+                nn.utils.parametrizations.spectral_norm(conv)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)
