@@ -33,7 +33,9 @@ Usage:
 --real: a dataset folder (e.g. `pathosynth data phantom brain-mr --out DIR`) with train/val/test
 splits; --synthetic / --boxed: folders written by `pathosynth generate`. --end-to-end trains a
 class-conditional DCGAN and a box-conditioned PGGAN (CPGGAN) from the CLI (small preset),
-generates 2,000 and 500 images, then measures both.
+generates 2,000 and 500 images, then measures both. Measurement 1 also prints each class's
+diversity (pairwise RMS, spread of the head's area) beside the real images': a generator that
+makes one image per class can still pass a classifier test by luck, not this check.
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ def measure_classification(real_dir: Path, synthetic_dir: Path, args) -> dict:
             seconds[name] += time.perf_counter() - tick
             runs[name].append({"seed": args.seed + repeat, **result})
     ratios = [s["auc"] / r["auc"] for r, s in zip(runs["real"], runs["synthetic"])]
+    diversity = {f"{source} {label}": qm.diversity(images.x[torch.tensor([l == label for l in images.labels])])
+                 for source, images in (("real", train), ("synthetic", fake))
+                 for label in sorted(set(train.labels))
+                 if label in images.labels}
     return {
         "real": str(real_dir), "synthetic": str(synthetic_dir), "positive": positive, "size": args.size,
         "classifier_steps": args.classifier_steps, "repeats": args.repeats,
@@ -124,7 +130,7 @@ def measure_classification(real_dir: Path, synthetic_dir: Path, args) -> dict:
         "train_positive": {"real": int(is_positive(train).sum()), "synthetic": int(is_positive(fake).sum())},
         "eval_split": splits, "test_images": len(test.labels), "test_positive": int(test_y.sum()),
         "test_patients": len(set(test.patients)),
-        "runs": runs, "auc_ratio": ratios,
+        "runs": runs, "auc_ratio": ratios, "diversity": diversity,
         "seconds": {"load": load_seconds, **seconds, "total": time.perf_counter() - start},
     }
 
@@ -148,6 +154,10 @@ def print_classification(result: dict) -> None:
     print(f"\nAUC_synthetic / AUC_real: mean {np.mean(ratios):.3f}, min {min(ratios):.3f} "
           f"(per seed: {', '.join(f'{r:.3f}' for r in ratios)}); bar >= {BAR_RATIO}: "
           f"{_passed(min(ratios), BAR_RATIO)} (on the min)")
+    print("\nDiversity (a mode-collapse check; synthetic far below real means collapse):\n")
+    print("| images | pairwise RMS | head-area std |\n| --- | ---: | ---: |")
+    for name, values in result["diversity"].items():
+        print(f"| {name} | {values['pairwise_rms']:.3f} | {values['head_area_std']:.4f} |")
     real_auc = np.mean([r["auc"] for r in result["runs"]["real"]])
     if real_auc < NEAR_CHANCE_AUC:
         print(f"\nWARNING: the classifier trained on real images reaches only AUC {real_auc:.3f} here (below "
