@@ -41,6 +41,27 @@ def test_resume_after_an_interruption_continues_bit_for_bit(tmp_path, tiny_brain
             assert all(torch.equal(values[k], b_state[key]["state"][slot][k]) for k in values if torch.is_tensor(values[k]))
 
 
+def test_a_resumed_run_keeps_the_thread_count_it_started_with(tmp_path, tiny_brain, monkeypatch):
+    # Results depend on the thread count, so a resume must not take "the free cores of the moment".
+    # 3 is more than this 2-core machine's cores: the free-core rule could never pick it.
+    config = make_config("dcgan", "tiny", data=str(tiny_brain), steps=6, checkpoint_every=2)
+    monkeypatch.setenv("PATHOSYNTH_THREADS", "3")
+    train(config, tmp_path / "run", progress=False, stop_after=2)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 3
+    monkeypatch.delenv("PATHOSYNTH_THREADS")
+    torch.set_num_threads(1)
+    try:
+        resume_run(tmp_path / "run", progress=False)
+        assert torch.get_num_threads() == 3
+        assert "continues with" not in (tmp_path / "run" / "log.txt").read_text()
+        monkeypatch.setenv("PATHOSYNTH_THREADS", "1")  # an explicit count wins, and the log says what it costs
+        resume_run(tmp_path / "run", progress=False, steps=8)
+        assert torch.get_num_threads() == 1
+        assert "continues with 1" in (tmp_path / "run" / "log.txt").read_text()
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_run_folder_holds_config_seeds_versions_stats_samples_and_checkpoints(tmp_path, tiny_brain):
     config = make_config("pggan", "tiny", data=str(tiny_brain), steps=4, boxes=True)
     run = train(config, tmp_path / "run", progress=False)

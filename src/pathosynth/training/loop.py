@@ -327,9 +327,15 @@ def _gather(value: dict, processes) -> list[dict]:
     return everyone
 
 
-def _threads(processes) -> int:
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", processes.world))
-    threads = max(1, free_cores() // max(1, local))
+def _threads(processes, recorded: int | None = None) -> int:
+    """Torch threads for this process: the free cores (shared among local processes), or on a
+    resume the run's own count, because CPU kernels reduce in a thread-count-dependent order: a
+    run continued with other threads would not continue bit for bit. PATHOSYNTH_THREADS wins."""
+    if recorded and not os.environ.get("PATHOSYNTH_THREADS"):
+        threads = int(recorded)
+    else:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", processes.world))
+        threads = max(1, free_cores() // max(1, local))
     torch.set_num_threads(threads)
     return threads
 
@@ -340,13 +346,15 @@ LOSS_NAMES = ("loss_d", "adversarial_d", "gradient_penalty", "drift", "loss_g", 
 def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress: bool,
                stop_after: int | None) -> Path:
     main = processes.is_main
+    recorded_threads = None
     if resume:
-        read_run(out)
+        recorded_threads = read_run(out).get("threads")
         if not (out / "checkpoints" / ckpt.FULL_STATE).is_file():
             resume = False  # killed before its first checkpoint: start again, from the same seed
     elif main:
         _check_fresh(out)
-    threads = _threads(processes) if processes.device.type == "cpu" else torch.get_num_threads()
+    on_cpu = processes.device.type == "cpu"
+    threads = _threads(processes, recorded_threads) if on_cpu else torch.get_num_threads()
     torch.manual_seed(config.seed * 1000 + processes.rank)
     data = load_training_set(config, progress=progress and main)
     run = _Run(config, out, processes, data)
@@ -357,6 +365,9 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     log = _Log(out, main, resume, run.step)
     log.line(f"{'resumed at' if resume else 'started'} step {run.step} of {config.steps}: {config.model}, "
              f"{len(data.images)} images, {processes.world} process(es), {processes.device}, {threads} thread(s)")
+    if resume and on_cpu and recorded_threads and threads != recorded_threads:
+        log.line(f"note: the run started with {recorded_threads} thread(s) and continues with {threads} "
+                 "(PATHOSYNTH_THREADS): the continuation is not bit-identical to an uninterrupted run")
     bar = tqdm(total=config.steps, initial=run.step, unit="step", desc=f"train {config.model}",
                disable=not (progress and main), dynamic_ncols=True)
     window, window_start, window_steps = None, time.perf_counter(), 0
