@@ -248,7 +248,8 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
         config = make_config(model, preset, data=str(data), classes=classes, label=label, boxes=boxes,
                              resolution=resolution, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d, width=width,
                              latent_dim=latent_dim, phase_steps=phase_steps, diffaugment=diffaugment,
-                             spectral_norm=spectral_norm, sample_every=sample_every, checkpoint_every=checkpoint_every, split=split, seed=seed)
+                             spectral_norm=spectral_norm, sample_every=sample_every,
+                             checkpoint_every=checkpoint_every, split=split, seed=seed)
         path = train_run(config, out, progress=not quiet)
     click.echo(f"trained {path} (generator: {path}/checkpoints/generator.pt; samples: {path}/samples)")
 

@@ -368,6 +368,10 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     if resume and on_cpu and recorded_threads and threads != recorded_threads:
         log.line(f"note: the run started with {recorded_threads} thread(s) and continues with {threads} "
                  "(PATHOSYNTH_THREADS): the continuation is not bit-identical to an uninterrupted run")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if on_cpu and threads > cores:
+        log.line(f"note: {threads} threads on {cores} core(s) is slow; PATHOSYNTH_THREADS={cores} is faster, "
+                 "at the cost of a continuation that is not bit-identical")
     bar = tqdm(total=config.steps, initial=run.step, unit="step", desc=f"train {config.model}",
                disable=not (progress and main), dynamic_ncols=True)
     window, window_start, window_steps = None, time.perf_counter(), 0
