@@ -7,12 +7,17 @@ import platform
 from pathlib import Path
 
 
+def usable_cores() -> int:
+    """The cores in this process's affinity mask (all of the machine's where there is none)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def free_cores() -> int:
     """Cores this process may use and that are not already busy: PATHOSYNTH_THREADS if set, else
-    the cores in our affinity mask minus the machine's current load (at least one)."""
+    the usable cores minus the machine's current load (at least one)."""
     if os.environ.get("PATHOSYNTH_THREADS"):
         return max(1, int(os.environ["PATHOSYNTH_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     busy = int(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     return max(1, cores - busy)
 

@@ -26,7 +26,7 @@ from pathosynth.config import TrainConfig, check_config
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
-from pathosynth.runtime import cpu_name, free_cores
+from pathosynth.runtime import cpu_name, free_cores, usable_cores
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training import distributed
 from pathosynth.training.batches import BatchSampler, draw_batch
@@ -368,7 +368,7 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     if resume and on_cpu and recorded_threads and threads != recorded_threads:
         log.line(f"note: the run started with {recorded_threads} thread(s) and continues with {threads} "
                  "(PATHOSYNTH_THREADS): the continuation is not bit-identical to an uninterrupted run")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if on_cpu and threads > cores:
         log.line(f"note: {threads} threads on {cores} core(s) is slow; PATHOSYNTH_THREADS={cores} is faster, "
                  "at the cost of a continuation that is not bit-identical")
