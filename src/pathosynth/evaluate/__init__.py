@@ -1,0 +1,1 @@
+"""Evaluation: image-set metrics, downstream experiments and the statistics behind their reports."""
