@@ -288,6 +288,63 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, seed, batch
     click.echo(f"wrote {path}")
 
 
+@cli.group()
+def curate():
+    """Check synthetic sets: flag near-copies of training images."""
+
+
+@curate.command(name="audit")
+@click.option("--train", "train_dir", type=click.Path(path_type=Path), required=True,
+              help="The real dataset folder: its train split is what the GAN saw; held-out splits calibrate.")
+@click.option("--synthetic", "synthetic_dir", type=click.Path(path_type=Path), required=True,
+              help="Synthetic dataset folder (from `pathosynth generate`); every image is audited.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to create with audit.json and closest-pairs.png; it appears only when complete.")
+@click.option("--features", default="pixel,imagenet", show_default=True,
+              help="Feature spaces: pixel (shift- and mirror-tolerant pixels), imagenet (EfficientNet-Lite0).")
+@click.option("--held-out-split", default="val,test", show_default=True,
+              help="Real splits (other patients) whose nearest-train distances calibrate the thresholds.")
+@click.option("--percentile", default=1.0, show_default=True,
+              help="Target share (%) of genuinely new images flagged; split evenly over the feature spaces.")
+@click.option("--pixel-size", default=64, show_default=True, help="Side of the pixel-space grid.")
+@click.option("--max-shift", default=0.1, show_default=True,
+              help="Pixel space: shifts searched, as a fraction of the image side.")
+@click.option("--imagenet-channels", type=click.Choice(["mean", "first"]), default="mean", show_default=True,
+              help="Multi-channel images: average the channels' ImageNet features, or use the first channel.")
+@click.option("--gallery", default=16, show_default=True, help="Pairs shown in closest-pairs.png.")
+@click.option("--batch", default=64, show_default=True, help="Images read per batch.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def audit(train_dir, synthetic_dir, out, features, held_out_split, percentile, pixel_size, max_shift,
+          imagenet_channels, gallery, batch, overwrite, quiet):
+    """Memorization audit: flag synthetic images that are near-copies of training images.
+
+    Every synthetic image and every held-out real image gets its nearest training image (mirror
+    images included) in each feature space; a synthetic image closer than the held-out images'
+    low percentile is flagged. Writes OUT/audit.json and OUT/closest-pairs.png.
+    """
+    from pathosynth.curate import AuditSettings, audit as run_audit
+    from pathosynth.evaluate.features import parse_feature_spaces
+    from pathosynth.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    settings = AuditSettings(features=parse_feature_spaces(features),
+                             held_out_splits=tuple(s.strip() for s in held_out_split.split(",") if s.strip()),
+                             percentile=percentile, pixel_size=pixel_size, max_shift=max_shift,
+                             imagenet_channels=imagenet_channels, gallery=gallery, batch_size=batch)
+    report = run_audit(train_dir, synthetic_dir, out, settings, overwrite=overwrite, progress=not quiet)
+    summary = report["summary"]
+    cross = summary["held_out_flag_rate_cross_fitted"]
+    click.echo(f"near-copies: {summary['synthetic_flagged']} of {summary['synthetic_images']} synthetic images "
+               f"({summary['synthetic_flag_rate']:.1%}); held-out real images flagged: "
+               f"{summary['held_out_flag_rate']:.1%}"
+               + (f" (cross-fitted {cross:.1%})" if cross is not None else "")
+               + f", expected for new images: {summary['expected_flag_rate_for_new_images']:.1%}")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {out} (audit.json, closest-pairs.png)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="pathosynth", standalone_mode=False)
