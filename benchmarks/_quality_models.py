@@ -66,6 +66,14 @@ def load_images(dataset: Dataset, samples: list[Sample], size: int = 64, masks: 
                   masks=torch.stack(all_masks) if masks else None, patients=[s.patient_id for s in samples])
 
 
+def blurred(images: Images, sigma: float) -> Images:
+    """The same images smoothed by a Gaussian of `sigma` px in-plane (a diagnostic: how much of
+    a generator's gap to real images is its high-frequency texture)."""
+    raw = torch.from_numpy(ndimage.gaussian_filter(images.raw.numpy(), (0, 0, sigma, sigma)))
+    return Images(x=normalise(raw), raw=raw, labels=images.labels, boxes=images.boxes, masks=images.masks,
+                  patients=images.patients)
+
+
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """Divide each image by its own 99th percentile: the same rule for real and synthetic images,
     so a GAN's overall brightness offset is not a cue, and bright pathology stays above 1."""
