@@ -14,8 +14,11 @@ def run(*args, cwd=None):
 def test_help_lists_every_verb():
     result = run("--help")
     assert result.returncode == 0
-    for verb in ("demo", "data", "train", "generate"):
+    for verb in ("demo", "data", "train", "generate", "curate", "evaluate", "report"):
         assert verb in result.stdout
+    evaluate = run("evaluate", "--help").stdout
+    for verb in ("classify", "images", "tsne"):
+        assert verb in evaluate
     data = run("data", "--help").stdout
     for verb in ("import", "phantom", "info", "show"):
         assert verb in data
@@ -85,8 +88,15 @@ def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_pa
         assert (tmp_path / "demo" / name / "manifest.csv").is_file()
         assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
     assert (tmp_path / "demo" / "runs" / "brain-dcgan" / "checkpoints" / "generator.pt").is_file()
+    # the evaluation steps and the report that ties them together
+    for name, marker in (("brain-audit", "audit.json"), ("brain-classify", "results.json"),
+                         ("brain-image-metrics", "image-metrics.json"), ("brain-tsne", "tsne.json")):
+        assert (tmp_path / "demo" / name / marker).is_file()
+    page = (tmp_path / "demo" / "report" / "report.html").read_text()
+    assert "on top of classic DA" in page and "Checklist" in page and "Memorization audit" in page
+    assert "open the report:" in result.stdout and "on top of classic DA" in result.stdout
     again = run("demo", "--tiny", "--quiet", "--out", str(tmp_path / "demo"))
-    assert again.returncode == 0 and again.stdout.count("reusing") >= 5
+    assert again.returncode == 0 and again.stdout.count("reusing") >= 9
 
 
 def test_ctrl_c_leaves_no_half_written_dataset(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from pathosynth.config import make_config
 from pathosynth.generate import generate
-from pathosynth.report import report
+from pathosynth.report import gan_on_classic_sentences, report
 from pathosynth.report_render import Paragraph, Table, markdown_blocks
 from pathosynth.training.loop import train
 
@@ -91,3 +91,15 @@ def test_a_folder_no_verb_wrote_ends_in_one_clear_error_and_no_report(tmp_path, 
     assert done.returncode != 0
     assert "stray: not a folder written by pathosynth" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "rep").exists() and not (tmp_path / "rep.partial").exists()
+
+
+@pytest.mark.parametrize("low, high, verdict", [(0.02, 0.30, "raised"), (-0.30, -0.01, "lowered"),
+                                                (-0.05, 0.20, "did not measurably change")])
+def test_the_gan_on_classic_answer_follows_the_interval_not_the_point(low, high, verdict):
+    results = {"groups": [{"pretrained": False, "rows": [
+        {"setup": "classic", "difference_vs_classic": None},
+        {"setup": "classic+gan:syn", "synthetic": "syn",
+         "difference_vs_classic": {"sensitivity": {"mean": 0.1, "low": low, "high": high}}}]}]}
+    (sentence,) = gan_on_classic_sentences(results)
+    assert f"on top of classic DA {verdict} sensitivity" in sentence
+    assert f"{100 * low:+.1f} to {100 * high:+.1f}" in sentence

@@ -345,6 +345,164 @@ def audit(train_dir, synthetic_dir, out, features, held_out_split, percentile, p
     click.echo(f"wrote {out} (audit.json, closest-pairs.png)")
 
 
+@cli.group()
+def evaluate():
+    """Measure what synthetic data is worth: downstream experiments and image metrics."""
+
+
+@evaluate.command(name="classify")
+@click.option("--real", "real_dir", type=click.Path(path_type=Path), required=True,
+              help="Real 2D two-class dataset folder with patient-level train/val/test splits.")
+@click.option("--synthetic", "synthetic_dirs", type=click.Path(path_type=Path), multiple=True,
+              help="Synthetic dataset folder (from `pathosynth generate`); repeat for several GANs, each gets its rows.")
+@click.option("--setups", default="real,classic,gan,classic+gan,synthetic-only", show_default=True,
+              help="Comma list of real, classic, gan, classic+gan, synthetic-only.")
+@click.option("--pretrained", type=click.Choice(["no", "yes", "both"]), default="no", show_default=True,
+              help="Initialise from ImageNet (EfficientNet-Lite0 from the pinned wheel), from scratch, or both.")
+@click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default="small", show_default=True,
+              help="paper: ResNet-50 at 224 px as in the papers; small: minutes on a 2-core CPU; tiny: tests.")
+@click.option("--repeats", default=2, show_default=True, help="Trainings per setup (seeds SEED*1000 + r).")
+@click.option("--ratio", default=1.0, show_default=True,
+              help="Extra images (classic DA copies or synthetic images) per real training image.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--positive", default=None, help="The positive class [default: the class that is not non-/no-/normal].")
+@click.option("--bootstrap", type=int, default=None, help="Patient bootstrap resamples [default: 2000; tiny: 200].")
+@click.option("--max-epochs", type=int, default=None, help="Override the preset's epoch limit.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to create (built as OUT.partial; an interrupted run resumes from it).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def classify_command(real_dir, synthetic_dirs, setups, pretrained, preset, repeats, ratio, seed, positive, bootstrap,
+                     max_epochs, out, overwrite, quiet):
+    """Train tumour classifiers on real data with and without classic and GAN augmentation (the papers' setups)
+    and compare them on the real test split: sensitivity, specificity, accuracy, AUC, AP with patient-bootstrap
+    intervals and paired tests against real only. Writes config.json, results.json, table.md, roc.png and
+    predictions.csv; rerun the same command to resume an interrupted run.
+    """
+    from pathosynth.evaluate.classify import classify
+
+    results = classify(real_dir, list(synthetic_dirs), out, setups=setups, pretrained=pretrained, preset=preset,
+                       repeats=repeats, ratio=ratio, seed=seed, positive=positive, overwrite=overwrite,
+                       progress=not quiet, bootstrap=bootstrap, max_epochs=max_epochs)
+    for note in results["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {out} (table.md, results.json, roc.png, predictions.csv)")
+
+
+@evaluate.command(name="images")
+@click.option("--real", "real_dir", type=click.Path(path_type=Path), required=True,
+              help="Real 2D dataset folder: synthetic sets are compared with its --split; --reference-split "
+                   "(other patients) gives the real reference row.")
+@click.option("--synthetic", "synthetic_dirs", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="Synthetic dataset folder (from `pathosynth generate`); repeat for several sets.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to create with image-metrics.md and image-metrics.json; it appears only when complete.")
+@click.option("--features", default="encoder,radiomics,imagenet", show_default=True,
+              help="Feature spaces: encoder (CNN trained on the real labels), radiomics (pyradiomics, Frechet "
+                   "Radiomics Distance), imagenet (EfficientNet-Lite0).")
+@click.option("--split", default="train", show_default=True, help="Real split the synthetic sets are compared with.")
+@click.option("--reference-split", default="val,test", show_default=True,
+              help="Real splits (other patients) compared with --split in the reference row.")
+@click.option("--max-images", default=2000, show_default=True, help="Images per set (seeded subsample beyond).")
+@click.option("--seed", default=0, show_default=True, help="Subsamples, KID subsets, the encoder's training.")
+@click.option("--kid-subsets", default=100, show_default=True)
+@click.option("--kid-subset-size", default=1000, show_default=True, help="At most; and at most half the smaller set.")
+@click.option("--encoder-epochs", default=5, show_default=True)
+@click.option("--radiomics-size", default=128, show_default=True,
+              help="Radiomics on images resized to the smallest side among the sets, at most this.")
+@click.option("--imagenet-channels", default="mean", show_default=True,
+              help="Multi-channel images: mean of the channels' ImageNet features, or first.")
+@click.option("--batch", default=64, show_default=True, help="Images read per batch.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def images_command(real_dir, synthetic_dirs, out, features, split, reference_split, max_images, seed, kid_subsets,
+                   kid_subset_size, encoder_epochs, radiomics_size, imagenet_channels, batch, overwrite, quiet):
+    """Frechet distance, KID, precision and recall of synthetic sets against the real training images, per
+    class and over all, in three feature spaces, beside a real reference row (other patients' images
+    against the same training images: what 'close' means). Writes OUT/image-metrics.md and .json.
+    """
+    from pathosynth.evaluate.features import parse_feature_spaces
+    from pathosynth.evaluate.images import IMAGE_SPACES, ImageMetricsSettings, evaluate_images, format_table
+    from pathosynth.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    settings = ImageMetricsSettings(
+        features=parse_feature_spaces(features, allowed=IMAGE_SPACES), split=split,
+        reference_splits=tuple(s.strip() for s in reference_split.split(",") if s.strip()), max_images=max_images,
+        seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, encoder_epochs=encoder_epochs,
+        radiomics_size=radiomics_size, imagenet_channels=imagenet_channels, batch_size=batch)
+    report = evaluate_images(real_dir, list(synthetic_dirs), out, settings, overwrite=overwrite, progress=not quiet)
+    for space in report["settings"]["features"]:
+        click.echo(f"\n{space}")
+        click.echo("\n".join(format_table(report, space)))
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {out} (image-metrics.md, image-metrics.json)")
+
+
+@evaluate.command(name="tsne")
+@click.option("--real", "real_dir", type=click.Path(path_type=Path), required=True,
+              help="Real 2D dataset folder; its --split images are the real points.")
+@click.option("--synthetic", "synthetic_dirs", type=click.Path(path_type=Path), multiple=True,
+              help="Synthetic dataset folder; repeat for several sets.")
+@click.option("--classic-da", is_flag=True,
+              help="Add real training images transformed with the papers' classic augmentation.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to create with tsne-<class>.png, tsne.png, tsne.json and tsne.md; it appears only "
+                   "when complete.")
+@click.option("--per-class", default=300, show_default=True, help="Images per category (set) and class.")
+@click.option("--perplexity", default=100.0, show_default=True, help="Capped at (points - 1) / 3 with a note.")
+@click.option("--iterations", default=1000, show_default=True, help="t-SNE iterations (at least 250).")
+@click.option("--features", default="pixel", show_default=True,
+              help="pixel (64 x 64 images) or encoder (the CNN trained on the real labels).")
+@click.option("--split", default="train", show_default=True, help="Real split the real points come from.")
+@click.option("--seed", default=0, show_default=True, help="Image choice, classic DA, t-SNE's random_state.")
+@click.option("--encoder-epochs", default=5, show_default=True)
+@click.option("--batch", default=64, show_default=True, help="Images read per batch.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def tsne_command(real_dir, synthetic_dirs, classic_da, out, per_class, perplexity, iterations, features, split, seed,
+                 encoder_epochs, batch, overwrite, quiet):
+    """t-SNE per class of real, classic-DA and synthetic images, as in the papers (300 images per category,
+    perplexity 100, 1,000 iterations). Writes one PNG per class, a combined tsne.png and tsne.json.
+    """
+    from pathosynth.evaluate.tsne import TsneSettings, evaluate_tsne
+    from pathosynth.runtime import configure_torch_threads
+
+    configure_torch_threads()
+    settings = TsneSettings(per_class=per_class, perplexity=perplexity, iterations=iterations,
+                            features=features.strip(), classic_da=classic_da, split=split, seed=seed,
+                            encoder_epochs=encoder_epochs, batch_size=batch)
+    report = evaluate_tsne(real_dir, list(synthetic_dirs), out, settings, overwrite=overwrite, progress=not quiet)
+    for label, embedding in report["embeddings"].items():
+        counts = ", ".join(f"{name} {n}" for name, n in embedding["counts"].items())
+        click.echo(f"{label}: {counts} (perplexity {embedding['perplexity']:.4g})")
+    for note in report["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"wrote {out} (tsne.png, tsne-<class>.png, tsne.json, tsne.md)")
+
+
+@cli.command(name="report")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Report folder to create (report.html, report.md, report.json, figures/); it appears only when complete.")
+@click.option("--title", default="pathosynth report", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="Which images the dataset previews show.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def report_command(folders, out, title, seed, overwrite):
+    """One HTML + Markdown report from FOLDERS written by other verbs.
+
+    FOLDERS: datasets (real or synthetic), training runs, `curate audit`, `evaluate classify`,
+    `evaluate images` and `evaluate tsne` outputs, in any order. Numbers are read, not recomputed;
+    the report opens with a checklist of what was done (patient-level splits, seeds, versions,
+    synthetic marking, audit, experiments) in the spirit of CLAIM.
+    """
+    from pathosynth.report import report
+
+    path = report(list(folders), out, title=title, seed=seed, overwrite=overwrite)
+    click.echo(f"wrote {path / 'report.html'} (and report.md, report.json)")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="pathosynth", standalone_mode=False)

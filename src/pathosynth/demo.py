@@ -1,5 +1,7 @@
 """`pathosynth demo`: the built-in datasets, built, described and shown; then small GANs trained on
-the brain MR set, and synthetic tumour / non-tumour / box-placed images generated and shown.
+the brain MR set, and synthetic tumour / non-tumour / box-placed images generated and shown; then
+the synthetic images audited for near-copies, the classification experiment, image metrics and
+t-SNE, and one report over all of it (demo_evaluate.py).
 
 A dataset folder that a previous run finished is reused (folders appear only when complete), so an
 interrupted demo resumes where it stopped.
@@ -62,5 +64,13 @@ def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: b
 
     click.echo("")
     run_demo_gans(out, out / "brain-mr", seed=seed, tiny=tiny, progress=progress)
-    click.echo(f"\ndemo finished: datasets, runs, synthetic sets, info and previews are in {out}")
+    from pathosynth.demo_evaluate import run_demo_evaluation
+
+    click.echo("")
+    report_dir = run_demo_evaluation(
+        out, out / "brain-mr", out / "brain-synthetic",
+        [out / "brain-mr", out / "runs" / "brain-dcgan", out / "brain-synthetic", out / "runs" / "brain-unet-boxes",
+         out / "brain-synthetic-boxes"], seed=seed, tiny=tiny, progress=progress)
+    click.echo(f"\ndemo finished: datasets, runs, synthetic sets, info and previews are in {out}\n"
+               f"open the report: {report_dir / 'report.html'}")
     return built

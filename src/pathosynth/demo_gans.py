@@ -29,12 +29,14 @@ class DemoGAN:
     overrides: dict
     small_steps: int
     images: int
+    tiny_images: int
 
 
 DEMO_GANS = (
-    DemoGAN("brain-dcgan", "brain-synthetic", "dcgan", {"classes": "conditional"}, 1500, 64),
+    # 1,000 images: the classification experiment adds them to the real training slices
+    DemoGAN("brain-dcgan", "brain-synthetic", "dcgan", {"classes": "conditional"}, 1500, 1000, 64),
     DemoGAN("brain-unet-boxes", "brain-synthetic-boxes", "unet-cgan", {"classes": "none", "label": "tumour"},
-            600, 24),
+            600, 24, 24),
 )
 
 
@@ -62,10 +64,13 @@ def run_demo_gans(out: Path, brain: Path, *, seed: int, tiny: bool, progress: bo
         run_dir = out / "runs" / spec.run
         _train_or_resume(config, run_dir, progress)
         synthetic = out / spec.synthetic
-        if not (synthetic / "dataset.json").is_file():
-            generate(run_dir, spec.images, synthetic, seed=seed, progress=progress)
+        images = spec.tiny_images if tiny else spec.images
+        manifest = synthetic / "manifest.csv"
+        finished = manifest.is_file() and len(manifest.read_text().strip().splitlines()) - 1 == images
+        if not finished:  # absent, or made by an older demo with another image count
+            generate(run_dir, images, synthetic, seed=seed, overwrite=True, progress=progress)
         preview = show_dataset(synthetic, out / f"{spec.synthetic}-preview.png", n=24 if not tiny else 8,
                                seed=seed)
-        click.echo(f"{spec.synthetic}: {spec.images} synthetic images from {run_dir}\n  preview: {preview}")
+        click.echo(f"{spec.synthetic}: {images} synthetic images from {run_dir}\n  preview: {preview}")
         previews.append(preview)
     return previews

@@ -171,6 +171,27 @@ def _markdown_section(report: _Report, path: Path, kind: str, markdown: str, tit
     report.facts[kind].append({"path": str(path)})
 
 
+def gan_on_classic_sentences(results: dict) -> list[str]:
+    """The papers' question, answered from `evaluate classify`'s results.json: did GAN DA change
+    sensitivity against classic DA alone? The interval decides, whichever way it points."""
+    sentences = []
+    patients = (results.get("test") or {}).get("patients")
+    for group in results.get("groups", []):
+        start = "ImageNet-pretrained" if group.get("pretrained") else "trained from scratch"
+        for row in group.get("rows", []):
+            change = (row.get("difference_vs_classic") or {}).get("sensitivity")
+            if not change:
+                continue
+            low, high = 100 * change["low"], 100 * change["high"]
+            verdict = ("raised" if low > 0 else "lowered" if high < 0 else "did not measurably change")
+            sentences.append(
+                f"GAN DA ({row.get('synthetic')}) on top of classic DA {verdict} sensitivity ({start}): "
+                f"{100 * change['mean']:+.1f} points against classic DA alone, 95% patient-bootstrap interval "
+                f"{low:+.1f} to {high:+.1f}" + (f" over {patients} test patients" if patients else "")
+                + (" (the interval includes 0)." if low <= 0 <= high else "."))
+    return sentences
+
+
 def _percent(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
@@ -228,6 +249,9 @@ def report(folders: list[str | Path], out: str | Path, *, title: str = "pathosyn
                     _audit_section(body, path)
                 elif kind == "classify":
                     _markdown_section(body, path, kind, "table.md", "Classification experiment")
+                    answers = gan_on_classic_sentences(_json(path / "results.json"))
+                    body.facts["answers"] += answers
+                    body.blocks += [Paragraph(f"**{answer}**") for answer in answers]
                 elif kind == "images":
                     _markdown_section(body, path, kind, "image-metrics.md", "Image metrics")
                 else:
@@ -237,6 +261,7 @@ def report(folders: list[str | Path], out: str | Path, *, title: str = "pathosyn
             Paragraph(f"Written {created} by pathosynth {__version__} from {len(kinds)} folder(s). Every number "
                       "below is read from those folders (their configs hold the seeds and versions); nothing "
                       "was recomputed."),
+            *[Paragraph(f"**{answer}**") for answer in body.facts["answers"]],
             Heading("Checklist"), _checklist(body.facts)]
         blocks = intro + body.blocks
         (partial / "report.md").write_text(to_markdown(title, blocks))

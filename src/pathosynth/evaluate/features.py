@@ -1,10 +1,11 @@
 """Feature spaces for comparing image sets: the memorization audit (`curate audit`) and the image
 metrics (`evaluate images`: Frechet distance, KID, precision/recall in `evaluate/stats.py`).
 
-Two spaces, each a `FeatureExtractor`: it takes a float tensor (N, C, H, W) of images in their
+Each space is a `FeatureExtractor`: it takes a float tensor (N, C, H, W) of images in their
 intensity unit (any size, any range) and returns an (N, D) float32 numpy array, in batches, under
-`torch.no_grad`. Both normalise every image by itself first, so a brightness or contrast change
-(or a different intensity unit between two sets) does not move an image in feature space:
+`torch.no_grad`. The first three normalise every image by itself first, so a brightness or
+contrast change (or a different intensity unit between two sets) does not move an image in
+feature space:
 
 - `pixel` (`PixelFeatures`): the image resized to `size` x `size` (bilinear with antialiasing,
   i.e. area-like averaging when shrinking, which also averages out pixel noise), then each channel
@@ -17,6 +18,24 @@ intensity unit (any size, any range) and returns an (N, D) float32 numpy array, 
   global-average-pooled 1280 activations before the classifier. Multi-channel images (e.g. four
   MR sequences): the features of the channels are averaged (`channels="mean"`, the default) or
   only the first channel is used (`channels="first"`, C times faster).
+- `encoder` (`EncoderFeatures`): a small CNN trained on the real training images' labels (e.g.
+  tumour vs non-tumour), as the fracture paper measured its synthetic images with features of a
+  CNN trained on the real ones. Input: all channels resized to 64 x 64 and scaled as above; five
+  3 x 3 convolutions (batch norm, ReLU; 16, 32, 64, 128, 128 channels) with a 2 x 2 max-pool
+  between them; the features are the 128 global-average-pooled activations before the
+  classifier (dropout, linear). `EncoderFeatures.fit` trains it, deterministically for a seed and
+  a thread count (Adam, class-weighted cross-entropy, random left-right flips; batch-norm
+  statistics recomputed over the training images at the end).
+- `radiomics` (`RadiomicsFeatures`): pyradiomics (the PyPI package `pyradiomics-bhklab`) first-order
+  and texture features (GLCM, GLRLM, GLSZM, GLDM, NGTDM: 93 per channel) of each 2D image over its
+  foreground (`foreground_mask`: the head or body, above a low threshold, holes filled), on the
+  image's own intensities (NOT normalised per image: the intensity distribution is part of what
+  it measures) discretised with fixed bin widths that the caller derives from the real images
+  (`radiomics_bin_widths`), so every set is binned alike. Each image is passed to pyradiomics as a
+  one-slice volume with `force2D` (a plain 2D image gives wrong texture matrices in pyradiomics
+  3.1.4: checked against a hand-computed GLCM in the tests). Frechet Radiomics Distance is the
+  Frechet distance of these features after z-scoring by the real set's statistics (done by the
+  caller, `evaluate/images.py`).
 
 Use `extract_features` to run extractors over dataset samples with a progress bar, and
 `nearest_neighbours` for an exact, memory-bounded nearest-neighbour search between feature sets.
@@ -26,9 +45,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +67,9 @@ if TYPE_CHECKING:
 
 PIXEL = "pixel"
 IMAGENET = "imagenet"
-FEATURE_SPACES = (PIXEL, IMAGENET)
+ENCODER = "encoder"
+RADIOMICS = "radiomics"
+FEATURE_SPACES = (PIXEL, IMAGENET)  # the spaces that need no training data (the audit's)
 
 # Per-image intensity scaling: these percentiles of each channel map to 0 and 1.
 LOW_PERCENTILE = 1.0
@@ -196,21 +220,27 @@ class ImageNetFeatures(FeatureExtractor):
 
 
 def build_extractor(name: str, **options) -> FeatureExtractor:
-    """`pixel` (options: size) or `imagenet` (options: channels); both take batch_size and device."""
+    """`pixel` (options: size), `imagenet` (options: channels) or `radiomics` (options: bin_widths,
+    size, ...); all take batch_size. The `encoder` space is trained: use `EncoderFeatures.fit`."""
     if name == PIXEL:
         return PixelFeatures(**options)
     if name == IMAGENET:
         return ImageNetFeatures(**options)
+    if name == RADIOMICS:
+        return RadiomicsFeatures(**options)
+    if name == ENCODER:
+        raise ValueError("the encoder feature space is trained on labelled images: use EncoderFeatures.fit")
     raise UserError(f"unknown feature space '{name}'; choose from {', '.join(FEATURE_SPACES)}")
 
 
-def parse_feature_spaces(text: str) -> tuple[str, ...]:
-    """'pixel,imagenet' -> ('pixel', 'imagenet'), checked."""
+def parse_feature_spaces(text: str, allowed: Sequence[str] = FEATURE_SPACES,
+                         option: str = "--features") -> tuple[str, ...]:
+    """'pixel,imagenet' -> ('pixel', 'imagenet'), checked against `allowed`."""
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [n for n in names if n not in FEATURE_SPACES]
+    unknown = [n for n in names if n not in allowed]
     if unknown or not names:
-        raise UserError(f"--features '{text}': unknown feature space {', '.join(unknown) or '(none given)'}; "
-                        f"give a comma list of {', '.join(FEATURE_SPACES)}")
+        raise UserError(f"{option} '{text}': unknown feature space {', '.join(unknown) or '(none given)'}; "
+                        f"give a comma list of {', '.join(allowed)}")
     return names
 
 
@@ -424,3 +454,344 @@ def _efficientnet_lite0(device: str) -> EfficientNetLite0:
     network = EfficientNetLite0()
     network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return network.to(device, memory_format=torch.channels_last).eval().requires_grad_(False)
+
+
+# --------------------------------------------------------------------------------------------------
+# encoder: a small CNN trained on the real images' labels
+
+
+class EncoderNetwork(nn.Module):
+    """3x3 conv + batch norm + ReLU stages, a 2x2 max-pool between them; pooled features; classifier.
+
+    Light on purpose (about 17 M multiply-adds per 64 x 64 image): it trains in about a minute on
+    thousands of images on a CPU core.
+    """
+
+    def __init__(self, channels: int, classes: int, widths: Sequence[int] = (16, 32, 64, 128, 128),
+                 dropout: float = 0.3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        inputs = channels
+        for i, width in enumerate(widths):
+            if i:
+                layers.append(nn.MaxPool2d(2))
+            layers += [nn.Conv2d(inputs, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            inputs = width
+        self.body = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(inputs, classes)
+        self.dim = inputs
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Global-average-pooled activations of the last stage, (N, widths[-1])."""
+        return self.body(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+@dataclass
+class EncoderTraining:
+    """How `EncoderFeatures.fit` trains; recorded in reports."""
+
+    size: int = 64  # input side in px
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    flips: bool = True  # random left-right flips (brains, chests and pelvises are roughly symmetric)
+
+
+class EncoderFeatures(FeatureExtractor):
+    """Penultimate features of a small CNN trained on the real training images' labels.
+
+    Build it with `EncoderFeatures.fit(images, labels, classes)`; `logits` and `predict` give the
+    trained classifier's outputs (its accuracy on held-out real images tells whether the features
+    learnt anything).
+    """
+
+    name = ENCODER
+    batch_size = 256
+
+    def __init__(self, network: EncoderNetwork, classes: Sequence[str], training: EncoderTraining,
+                 history: dict | None = None, batch_size: int | None = None,
+                 device: str | torch.device | None = None):
+        super().__init__(batch_size, device)
+        self.network = network.to(self.device).eval()
+        self.classes = list(classes)
+        self.training = training
+        self.history = history or {}
+
+    @classmethod
+    def fit(cls, images: torch.Tensor | np.ndarray, labels: Sequence[int], classes: Sequence[str],
+            training: EncoderTraining | None = None, *, progress: bool = False,
+            device: str | torch.device | None = None) -> EncoderFeatures:
+        """Train on `images` (N, C, H, W; any unit and size) with integer `labels` into `classes`.
+
+        Deterministic for `training.seed` (and torch's thread count on a CPU): the weights, the
+        batch order, the flips and dropout all come from generators seeded by it.
+        """
+        training = training or EncoderTraining()
+        device = torch.device(device) if device else default_device()
+        y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        if len(classes) < 2:
+            raise UserError(f"the encoder feature space trains a classifier and needs at least two classes; "
+                            f"the real training images have {len(classes)} ({', '.join(classes)})")
+        x = _encoder_input(_as_batch(images), training.size)
+        if len(x) != len(y) or len(x) < 2:
+            raise ValueError(f"need at least 2 images and one label per image, got {len(x)} and {len(y)}")
+        counts = torch.bincount(y, minlength=len(classes)).double()
+        weights = (counts.sum() / (len(classes) * counts.clamp_min(1))).float().to(device)
+        generator = torch.Generator().manual_seed(training.seed)
+        cuda = []  # fork_rng wants device indices
+        if device.type == "cuda":
+            cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(training.seed)
+            network = EncoderNetwork(x.shape[1], len(classes)).to(device)
+            optimiser = torch.optim.Adam(network.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+            steps_per_epoch = math.ceil(len(x) / training.batch_size)
+            losses = []
+            network.train()
+            with tqdm(total=training.epochs * steps_per_epoch, desc="encoder: training", unit="step",
+                      disable=not progress) as bar:
+                for _ in range(training.epochs):
+                    order = torch.randperm(len(x), generator=generator)
+                    for start in range(0, len(x), training.batch_size):
+                        index = order[start:start + training.batch_size]
+                        if len(index) < 2:  # batch norm needs two samples
+                            continue
+                        batch = x[index]
+                        if training.flips:
+                            flip = torch.rand(len(index), generator=generator) < 0.5
+                            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+                        loss = F.cross_entropy(network(batch.to(device)), y[index].to(device), weight=weights)
+                        optimiser.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimiser.step()
+                        losses.append(loss.item())
+                        bar.update(1)
+            _recompute_batch_norm(network, x, training.batch_size, device)
+        network.eval().requires_grad_(False)
+        tail = losses[-max(1, steps_per_epoch):]
+        history = {"steps": len(losses), "images": len(x), "final_loss": float(np.mean(tail)) if tail else None,
+                   "class_counts": {c: int(n) for c, n in zip(classes, counts.tolist())}}
+        return cls(network, classes, training, history, device=device)
+
+    def feature_dim(self, channels: int) -> int:
+        return self.network.dim
+
+    def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.network.features(_encoder_input(batch, self.training.size))
+
+    @torch.no_grad()
+    def logits_from_features(self, features: np.ndarray) -> np.ndarray:
+        """The classifier's logits (N, classes) from features this extractor returned."""
+        head = self.network.head
+        out = head(torch.as_tensor(features, dtype=head.weight.dtype, device=head.weight.device))
+        return out.float().cpu().numpy()
+
+    def predict(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Class index per image."""
+        return self.logits_from_features(self(images)).argmax(1)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "network": "small CNN trained on the real training images' labels "
+                "(5 conv3x3-BN-ReLU, 16-32-64-128-128 channels, max-pool between; pooled features)",
+                "dim": self.network.dim, "classes": self.classes, "training": asdict(self.training),
+                "history": self.history}
+
+
+@torch.no_grad()
+def _recompute_batch_norm(network: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> None:
+    """Batch-norm running statistics as the exact average over `images` with the final weights (the
+    running averages kept during training lag behind the weights: after a few hundred steps the
+    eval-mode network can disagree with the trained one)."""
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    network.train()
+    for start in range(0, len(images), batch_size):
+        network.body(images[start:start + batch_size].to(device))
+    for norm in norms:
+        norm.momentum = 0.1
+
+
+def _encoder_input(images: torch.Tensor, size: int) -> torch.Tensor:
+    return normalise_intensity(resize_images(images, size))
+
+
+# --------------------------------------------------------------------------------------------------
+# radiomics (pyradiomics-bhklab)
+
+RADIOMICS_PACKAGE = "pyradiomics-bhklab==3.1.4"
+RADIOMICS_CLASSES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+_RADIOMICS_MODULES = {"firstorder": "RadiomicsFirstOrder", "glcm": "RadiomicsGLCM", "glrlm": "RadiomicsGLRLM",
+                      "glszm": "RadiomicsGLSZM", "gldm": "RadiomicsGLDM", "ngtdm": "RadiomicsNGTDM"}
+FOREGROUND_THRESHOLD = 0.1  # share of the 1st..99th percentile range above the 1st percentile
+MIN_FOREGROUND = 0.02  # a mask smaller than this share of the image falls back to the whole image
+RADIOMICS_BINS = 32  # bins over the real images' foreground intensity range (0.5th..99.5th percentile)
+
+
+def foreground_mask(image: np.ndarray, threshold: float = FOREGROUND_THRESHOLD) -> tuple[np.ndarray, bool]:
+    """The object (head, body) of a 2D image: pixels above lo + threshold * (hi - lo), where lo and hi
+    are the image's 1st and 99th percentiles; its largest connected component with holes filled.
+
+    Returns (mask, fell_back): a mask under 2% of the image (a blank or pure-noise image) is
+    replaced by the whole image, and `fell_back` says so.
+    """
+    from scipy import ndimage
+
+    image = np.asarray(image, dtype=np.float64)
+    lo, hi = np.percentile(image, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    mask = image > lo + threshold * (hi - lo) if hi > lo else np.zeros(image.shape, bool)
+    components, count = ndimage.label(mask)
+    if count > 1:
+        sizes = np.bincount(components.ravel())[1:]
+        mask = components == 1 + int(np.argmax(sizes))
+    mask = ndimage.binary_fill_holes(mask)
+    if mask.sum() < max(MIN_FOREGROUND * mask.size, 4):
+        return np.ones(image.shape, bool), True
+    return mask, False
+
+
+def object_mask(image: np.ndarray, threshold: float = FOREGROUND_THRESHOLD) -> tuple[np.ndarray, bool]:
+    """`foreground_mask` of a (C, H, W) image: of the mean of its channels, each scaled by its own
+    1st and 99th percentiles (so that every channel counts alike)."""
+    scaled = normalise_intensity(torch.from_numpy(np.asarray(image, dtype=np.float32)[None]))[0]
+    return foreground_mask(scaled.mean(0).numpy(), threshold)
+
+
+def radiomics_bin_widths(images: torch.Tensor | np.ndarray, bins: int = RADIOMICS_BINS,
+                         threshold: float = FOREGROUND_THRESHOLD) -> list[float]:
+    """Per channel: the foreground intensity range of `images` (0.5th..99.5th percentile of their
+    foreground pixels) divided by `bins`: one fixed discretisation for every set compared."""
+    batch = _as_batch(images).numpy()
+    widths = []
+    for c in range(batch.shape[1]):
+        values = np.concatenate([image[c][object_mask(image, threshold)[0]] for image in batch])
+        lo, hi = np.percentile(values, [0.5, 99.5])
+        span = hi - lo if hi > lo else max(abs(float(hi)), 1.0)
+        widths.append(float(span / bins))
+    return widths
+
+
+def _radiomics():
+    try:
+        import radiomics
+    except ImportError:
+        raise UserError(f"the radiomics feature space needs the package {RADIOMICS_PACKAGE}, which is not "
+                        f"installed; run `pip install {RADIOMICS_PACKAGE}` or leave radiomics out of --features"
+                        ) from None
+    radiomics.setVerbosity(logging.ERROR)  # its default handler prints warnings for every image
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+    return radiomics
+
+
+class RadiomicsFeatures(FeatureExtractor):
+    """pyradiomics first-order and texture features over each image's foreground, per channel.
+
+    `bin_widths`: fixed bin width per channel in the images' intensity unit (see
+    `radiomics_bin_widths`); `size`: images are resized to size x size first (None keeps them);
+    `fallbacks` counts images whose foreground was too small, so the whole image was used.
+    """
+
+    name = RADIOMICS
+    batch_size = 64
+
+    def __init__(self, bin_widths: Sequence[float], size: int | None = None,
+                 threshold: float = FOREGROUND_THRESHOLD, classes: Sequence[str] = RADIOMICS_CLASSES,
+                 batch_size: int | None = None, device: str | torch.device | None = None):
+        super().__init__(batch_size, "cpu")
+        if not bin_widths or min(bin_widths) <= 0:
+            raise ValueError(f"bin widths must be positive, got {bin_widths}")
+        unknown = [c for c in classes if c not in _RADIOMICS_MODULES]
+        if unknown:
+            raise ValueError(f"unknown radiomics feature classes {unknown}; choose from {list(_RADIOMICS_MODULES)}")
+        self.bin_widths = [float(w) for w in bin_widths]
+        self.size = size
+        self.threshold = threshold
+        self.classes = tuple(classes)
+        self.fallbacks = 0
+        self.images = 0
+        self._radiomics = _radiomics()
+        self.names = radiomics_feature_names(self.classes)
+
+    def feature_names(self, channels: int = 1) -> list[str]:
+        """`channel<i>_<class>_<feature>` for multi-channel images, `<class>_<feature>` for one channel."""
+        if channels == 1:
+            return list(self.names)
+        return [f"channel{c}_{name}" for c in range(channels) for name in self.names]
+
+    def feature_dim(self, channels: int) -> int:
+        return channels * len(self.names)
+
+    def _features(self, batch: torch.Tensor) -> torch.Tensor:
+        if len(self.bin_widths) not in (1, batch.shape[1]):
+            raise ValueError(f"{len(self.bin_widths)} bin widths for images with {batch.shape[1]} channels")
+        if self.size:
+            batch = resize_images(batch, self.size)
+        images = batch.double().cpu().numpy()
+        out = np.empty((len(images), self.feature_dim(images.shape[1])))
+        for i, image in enumerate(images):
+            mask, fell_back = object_mask(image, self.threshold)
+            self.fallbacks += fell_back
+            self.images += 1
+            row = [self.image_features(channel, mask, self.bin_widths[min(c, len(self.bin_widths) - 1)])
+                   for c, channel in enumerate(image)]
+            out[i] = np.concatenate(row)
+        return torch.from_numpy(out)
+
+    def image_features(self, image: np.ndarray, mask: np.ndarray, bin_width: float) -> np.ndarray:
+        """The features (in `self.names` order) of one 2D image over a boolean mask."""
+        import SimpleITK as sitk
+
+        ys, xs = np.nonzero(mask)
+        if len(ys) == 0:
+            raise ValueError("the radiomics mask is empty")
+        crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        # a one-slice volume with force2D: pyradiomics' texture matrices are wrong for plain 2D images
+        volume = sitk.GetImageFromArray(np.ascontiguousarray(image[crop], dtype=np.float64)[None])
+        region = sitk.GetImageFromArray(mask[crop].astype(np.uint8)[None])
+        settings = {"binWidth": bin_width, "force2D": True, "force2Ddimension": 0, "label": 1}
+        values: dict[str, float] = {}
+        for feature_class in self.classes:
+            module = importlib.import_module(f"radiomics.{feature_class}")
+            calculator = getattr(module, _RADIOMICS_MODULES[feature_class])(volume, region, **settings)
+            calculator.enableAllFeatures()
+            for key, value in calculator.execute().items():
+                values[f"{feature_class}_{key}"] = float(value)
+        return np.array([values.get(name, np.nan) for name in self.names])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "package": RADIOMICS_PACKAGE,
+                "version": getattr(self._radiomics, "__version__", "unknown"), "classes": list(self.classes),
+                "features_per_channel": len(self.names), "bin_widths": self.bin_widths, "size": self.size,
+                "mask": f"foreground: above the 1st percentile + {self.threshold:g} x (99th - 1st), largest "
+                        f"component, holes filled; the whole image when under {MIN_FOREGROUND:.0%} of it",
+                "settings": {"force2D": True, "force2Ddimension": 0, "spacing_mm": 1.0,
+                             "discretisation": "fixed bin width (binWidth) per channel"}}
+
+
+@functools.lru_cache(maxsize=8)
+def radiomics_feature_names(classes: tuple[str, ...] = RADIOMICS_CLASSES) -> tuple[str, ...]:
+    """The sorted `<class>_<feature>` names pyradiomics computes for these classes (its non-deprecated
+    features), found by running it once on a small probe image."""
+    import SimpleITK as sitk
+
+    _radiomics()
+    yy, xx = np.mgrid[:16, :16]
+    probe = (np.sin(yy) + np.cos(xx * 0.7) + 2.0) * ((yy - 8) ** 2 + (xx - 8) ** 2 < 36)
+    volume = sitk.GetImageFromArray(probe[None].astype(np.float64))
+    region = sitk.GetImageFromArray((probe[None] > 0).astype(np.uint8))
+    names = []
+    for feature_class in classes:
+        module = importlib.import_module(f"radiomics.{feature_class}")
+        calculator = getattr(module, _RADIOMICS_MODULES[feature_class])(
+            volume, region, binWidth=0.25, force2D=True, force2Ddimension=0, label=1)
+        calculator.enableAllFeatures()
+        names += [f"{feature_class}_{key}" for key, enabled in calculator.enabledFeatures.items() if enabled]
+    return tuple(sorted(names))

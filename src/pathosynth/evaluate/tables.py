@@ -1,0 +1,174 @@
+"""Markdown tables and plots for the `evaluate` reports.
+
+`classification_table` lays results out as the papers' Table 1 (two-step GAN paper): one row per
+DA setup, the real-only baseline first; sensitivity first and specificity beside it (what
+clinicians asked for, METHODS section 6), then accuracy, ROC AUC and average precision, each as
+mean +- sd over the repeats with the 95% patient-bootstrap interval, and the paired tests' p values
+against the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+_NAMES = {"real": "Real only", "classic": "+ {n} classic DA", "gan": "+ {n} GAN DA ({s})",
+          "classic+gan": "+ {n} classic DA & {n} GAN DA ({s})", "synthetic-only": "Synthetic only ({s}, {m} images)"}
+
+
+def setup_name(entry: dict, extra: int) -> str:
+    images = entry["training_images"]["total"]
+    return _NAMES[entry["kind"]].format(n=f"{extra:,}", s=entry["synthetic"], m=f"{images:,}")
+
+
+def _percent(metric: dict) -> str:
+    return _format(metric, 100.0, 1)
+
+
+def _fraction(metric: dict) -> str:
+    return _format(metric, 1.0, 3)
+
+
+def _format(metric: dict, scale: float, digits: int) -> str:
+    if metric["mean"] is None or not math.isfinite(metric["mean"]):
+        return "undefined"
+    text = f"{metric['mean'] * scale:.{digits}f}"
+    if metric.get("sd") is not None and math.isfinite(metric["sd"]):
+        text += f" ± {metric['sd'] * scale:.{digits}f}"
+    if math.isfinite(metric["low"]) and math.isfinite(metric["high"]):
+        text += f" ({metric['low'] * scale:.{digits}f}–{metric['high'] * scale:.{digits}f})"
+    return text
+
+
+def _signed(metric: dict, scale: float, digits: int) -> str:
+    values = [metric[k] for k in ("mean", "low", "high")]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return "undefined"
+    mean, low, high = (v * scale for v in values)
+    return f"{mean:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
+
+
+def _p(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def classification_table(results: dict, config: dict) -> str:
+    extra = results["extra_images"]["used"]
+    test = results["test"]
+    real = config["real"]
+    lines = [f"# Classification on the real test split: {results['positive']} vs {results['negative']}", ""]
+    lines.append(f"Real set `{real['path']}`: train {real['images']['train']['total']:,} images "
+                 f"({real['patients']['train']} patients), val {real['images']['val']['total']:,} "
+                 f"({real['patients']['val']}), test {test['images']:,} ({test['patients']} patients; "
+                 f"{test['positive']:,} {results['positive']}, {test['negative']:,} {results['negative']}). "
+                 f"Preset `{config['preset']['name']}` ({config['preset']['size']} px), {results['repeats']} "
+                 f"repeat(s), seed {config['seed']}; extra images per DA setup: {extra:,} "
+                 f"(ratio {extra / max(real['images']['train']['total'], 1):.3g} of the real training images).")
+    lines.append("")
+    for group in results["groups"]:
+        key = "pretrained" if group["pretrained"] else "scratch"
+        title = "ImageNet-pretrained" if group["pretrained"] else "Trained from scratch"
+        lines += [f"## {title}: {config['networks'][key]}", ""]
+        lines.append("| DA setup | Training images | Sensitivity (%) | Specificity (%) | Accuracy (%) | ROC AUC | "
+                     "Average precision | p sensitivity | p specificity | p AUC |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for entry in group["rows"]:
+            m = entry["metrics"]
+            tests = entry["tests_vs_real"] or {}
+            lines.append("| " + " | ".join([
+                setup_name(entry, extra), f"{entry['training_images']['total']:,}", _percent(m["sensitivity"]),
+                _percent(m["specificity"]), _percent(m["accuracy"]), _fraction(m["roc_auc"]),
+                _fraction(m["average_precision"]),
+                _p((tests.get("sensitivity_mcnemar") or {}).get("p")) if tests else "baseline",
+                _p((tests.get("specificity_mcnemar") or {}).get("p")) if tests else "baseline",
+                _p((tests.get("auc_delong") or {}).get("p")) if tests else "baseline"]) + " |")
+        lines.append("")
+        differences = [entry for entry in group["rows"] if entry.get("difference_vs_real")]
+        if differences:
+            lines += ["Difference from real only (95% paired patient-bootstrap interval):", "",
+                      "| DA setup | Δ Sensitivity (points) | Δ Specificity (points) | Δ Accuracy (points) | "
+                      "Δ ROC AUC | Δ Average precision |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+            for entry in differences:
+                d = entry["difference_vs_real"]
+                lines.append("| " + " | ".join([setup_name(entry, extra)] + [
+                    _signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")] + [
+                    _signed(d[name], 1.0, 3) for name in ("roc_auc", "average_precision")]) + " |")
+            lines.append("")
+        on_classic = [entry for entry in group["rows"] if entry.get("difference_vs_classic")]
+        if on_classic:
+            lines += ["GAN DA on top of classic DA: difference from classic DA alone (95% paired patient-bootstrap "
+                      "interval):", "",
+                      "| DA setup | Δ Sensitivity (points) | Δ Specificity (points) | Δ Accuracy (points) | "
+                      "Δ ROC AUC | Δ Average precision |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+            for entry in on_classic:
+                d = entry["difference_vs_classic"]
+                lines.append("| " + " | ".join([setup_name(entry, extra)] + [
+                    _signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")] + [
+                    _signed(d[name], 1.0, 3) for name in ("roc_auc", "average_precision")]) + " |")
+            lines.append("")
+    lines += [
+        "Values: mean ± sd over the repeats, with the 95% interval of a percentile bootstrap over test "
+        f"patients ({results['bootstrap']['resamples']:,} resamples, each averaging the repeats' metrics). "
+        f"Sensitivity, specificity and accuracy at probability >= {results['threshold']}. p values against "
+        "real only with the same initialisation, on the repeats' averaged probabilities: McNemar's test on the "
+        f"{results['positive']} images (sensitivity) and on the {results['negative']} images (specificity), "
+        "DeLong's test for the AUC; not corrected for multiple comparisons. These tests count slices as "
+        "independent, but one patient's slices are correlated, so their p values are optimistic; the paired "
+        "patient-bootstrap intervals of the differences (the same resampled patients for both setups) allow for "
+        "that: where they include 0, the difference is not established.", ""]
+    if results.get("notes"):
+        lines += ["Notes:", ""] + [f"- {note}" for note in results["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def write_table(results: dict, config: dict, path: Path) -> None:
+    Path(path).write_text(classification_table(results, config))
+
+
+def roc_curve(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rates, true positive rates) from (0, 0) to (1, 1), one point per distinct
+    score threshold (ties move together)."""
+    order = np.argsort(-scores, kind="stable")
+    s, t = scores[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tp = np.cumsum(t)[last]
+    fp = (last + 1) - tp
+    n_pos, n_neg = max(int(y.sum()), 1), max(int(len(y) - y.sum()), 1)
+    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+
+
+def plot_roc(curves: dict[bool, list[tuple[str, np.ndarray]]], y: np.ndarray, path: Path, threshold: float = 0.5,
+             titles: dict[bool, str] | None = None) -> None:
+    """ROC curves, one panel per initialisation: {pretrained: [(label, scores), ...]}; the
+    operating point at `threshold` is marked on each curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(curves)
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5.6), squeeze=False)
+    for axis, key in zip(axes[0], panels):
+        for label, scores in curves[key]:
+            fpr, tpr = roc_curve(y, scores)
+            (line,) = axis.plot(fpr, tpr, lw=1.6, label=label)
+            predicted = scores >= threshold
+            sens = (predicted & (y == 1)).sum() / max((y == 1).sum(), 1)
+            fp_rate = (predicted & (y == 0)).sum() / max((y == 0).sum(), 1)
+            axis.plot([fp_rate], [sens], "o", color=line.get_color(), ms=5)
+        axis.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+        axis.set_xlabel("1 - specificity")
+        axis.set_ylabel("sensitivity")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1.01)
+        axis.set_title((titles or {}).get(key, "pretrained" if key else "from scratch"))
+        axis.legend(loc="lower right", fontsize=8)
+    figure.suptitle("ROC on the real test split: curves of the repeat-averaged probabilities, dots at threshold "
+                    f"{threshold}; legend: AUC averaged over the repeats", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
