@@ -105,7 +105,10 @@ def test_ctrl_c_leaves_no_half_written_dataset(tmp_path):
 
     process = subprocess.Popen([sys.executable, "-m", "pathosynth", "data", "phantom", "brain-mr", "--quiet",
                                 "--patients", "40", "--out", str(tmp_path / "bm")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # a runner started in the background (`cmd &`) ignores SIGINT, and children
+                               # inherit that: give this child the default, as a terminal's command has
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
