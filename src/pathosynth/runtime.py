@@ -40,3 +40,29 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def software_versions(device=None) -> dict:
+    """What produced a result, for every run and output folder's record: the libraries whose
+    versions can change a number, the platform, torch's thread count, and the device (a CUDA
+    device's name, else the CPU's)."""
+    import importlib.metadata
+
+    import monai
+    import numpy
+    import scipy
+    import sklearn
+    import torch
+
+    from pathosynth import __version__
+
+    found = {"pathosynth": __version__, "python": platform.python_version(), "platform": platform.platform(),
+             "torch": torch.__version__, "monai": monai.__version__, "numpy": numpy.__version__,
+             "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "torch_threads": torch.get_num_threads(),
+             "device": torch.cuda.get_device_name(device) if device is not None and device.type == "cuda"
+             else cpu_name()}
+    try:  # recorded where installed; only the radiomics feature space needs it
+        found["pyradiomics"] = importlib.metadata.version("pyradiomics-bhklab")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return found

@@ -53,7 +53,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -87,7 +86,7 @@ from pathosynth.evaluate.classify_data import (
     select_synthetic,
 )
 from pathosynth.evaluate.classify_stats import FORMAT, THRESHOLD, statistics
-from pathosynth.runtime import configure_torch_threads, cpu_name
+from pathosynth.runtime import configure_torch_threads, software_versions
 
 SETUPS = ("real", "classic", "gan", "classic+gan", "synthetic-only")
 PRETRAINED = {"no": (False,), "yes": (True,), "both": (False, True)}
@@ -256,7 +255,7 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
         "seeds": {"cell": "seed * 1000 + repeat (initialisation, dropout, batch order)",
                   "synthetic_choice": "seed", "classic_copies": "seed", "bootstrap": "seed"},
         "threads": threads, "device": str(device),
-        "versions": _versions(device),
+        "versions": software_versions(device),
         "command": " ".join(sys.argv), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": _digest(data_key),
     }
@@ -394,14 +393,6 @@ def _threads(requested: int | None, previous: dict | None) -> int:
     return configure_torch_threads(requested)
 
 
-def _versions(device: torch.device) -> dict:
-    import monai
-    import scipy
-
-    return {"pathosynth": __version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "python": platform.python_version(),
-            "platform": platform.platform(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()}
 
 
 def _digest(payload: dict) -> str:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import time
 import warnings
@@ -49,7 +48,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pathosynth import __version__
 from pathosynth.data.dataset import Dataset, Sample
 from pathosynth.data.splits import SPLITS
 from pathosynth.errors import UserError
@@ -70,6 +68,7 @@ from pathosynth.evaluate.features import (
     resize_images,
 )
 from pathosynth.evaluate.stats import frechet_distance, kernel_inception_distance, precision_recall
+from pathosynth.runtime import software_versions
 
 METRICS_FORMAT = "pathosynth-image-metrics"
 METRICS_VERSION = 1
@@ -435,7 +434,7 @@ def evaluate_images(real: str | Path, synthetic: Sequence[str | Path], out: str 
     report = {
         "format": METRICS_FORMAT,
         "format_version": METRICS_VERSION,
-        "created_with": versions(),
+        "created_with": software_versions(),
         "settings": {**asdict(settings), "features": list(settings.features),
                      "reference_splits": list(settings.reference_splits)},
         "real": {"path": str(real_ds.root.resolve()), "split": settings.split, "classes": classes,
@@ -505,20 +504,6 @@ def _equal_picks(rows: Sequence[ImageSet], group: str, row_classes: dict[str, Se
             for name, index in members.items()}
 
 
-def versions() -> dict:
-    import scipy
-    import sklearn
-
-    found = {"pathosynth": __version__, "python": platform.python_version(), "torch": torch.__version__,
-             "numpy": np.__version__, "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
-             "torch_threads": torch.get_num_threads()}
-    try:
-        import radiomics
-
-        found["pyradiomics"] = radiomics.__version__
-    except ImportError:
-        pass
-    return found
 
 
 def _json_safe(value):

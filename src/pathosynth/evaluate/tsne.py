@@ -53,8 +53,8 @@ from pathosynth.evaluate.images import (
     set_names,
     stable_rng,
     train_encoder,
-    versions,
 )
+from pathosynth.runtime import software_versions
 
 TSNE_FORMAT = "pathosynth-tsne"
 TSNE_VERSION = 1
@@ -221,7 +221,7 @@ def evaluate_tsne(real: str | Path, synthetic: Sequence[str | Path] = (), out: s
     report = {
         "format": TSNE_FORMAT,
         "format_version": TSNE_VERSION,
-        "created_with": versions(),
+        "created_with": software_versions(),
         "settings": asdict(settings),
         "real": {"path": str(real_ds.root.resolve()), "split": settings.split, "classes": classes},
         "synthetic": [{"name": name, "path": str(d.root.resolve())} for name, d in zip(names, syn_ds)],

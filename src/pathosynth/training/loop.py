@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -21,12 +20,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pathosynth import __version__
 from pathosynth.config import TrainConfig, check_config
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
-from pathosynth.runtime import cpu_name, free_cores, usable_cores
+from pathosynth.runtime import free_cores, software_versions, usable_cores
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training import distributed
 from pathosynth.training.batches import BatchSampler, draw_batch
@@ -99,13 +97,6 @@ def _check_fresh(out: Path) -> None:
                         "or choose another --out")
 
 
-def _versions(device: torch.device) -> dict:
-    import monai
-    import numpy
-
-    return {"pathosynth": __version__, "torch": torch.__version__, "monai": monai.__version__,
-            "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()}
 
 
 def _write_json_atomic(payload: dict, path: Path) -> None:
@@ -123,7 +114,7 @@ def _train_separate(config, out, processes, resume, progress, stop_after) -> Pat
     runs = {name: f"by-class/{name}" for name in classes}
     if processes.is_main and not resume:
         _write_json_atomic({"format": RUN_FORMAT, "config": config.to_json(), "separate": runs,
-                            "versions": _versions(processes.device)}, out / "config.json")
+                            "versions": software_versions(processes.device)}, out / "config.json")
     for name, relative in runs.items():
         _train_run(replace(config, classes="none", label=name), out / relative, processes,
                    resume and (out / relative / "config.json").is_file(), progress, stop_after)
@@ -450,7 +441,7 @@ def _run_record(config: TrainConfig, run: _Run, threads: int) -> dict:
             "processes": run.processes.world, "threads": threads,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),
-            "versions": _versions(run.device)}
+            "versions": software_versions(run.device)}
 
 
 class _Log:
