@@ -364,3 +364,19 @@ def test_pretrained_both_starts_from_imagenet_and_reports_both_initialisations(s
     assert {c.name for c in (tmp_path / "out" / "cells").iterdir()} == {
         "real__scratch__r0.json", "classic__scratch__r0.json", "real__pretrained__r0.json",
         "classic__pretrained__r0.json"}
+
+
+def test_paper_preset_is_the_papers_resnet50_with_their_head_at_224_px():
+    from monai.networks.nets.resnet import ResNetBottleneck
+
+    from pathosynth.evaluate.classifiers import build_classifier, get_settings
+
+    settings = get_settings("paper")
+    assert settings.size == 224
+    model = build_classifier(settings, channels=1, pretrained=False).eval()
+    # ResNet-50: bottleneck blocks, 3-4-6-3 of them
+    assert sum(isinstance(m, ResNetBottleneck) for m in model.modules()) == 16
+    head = [type(m).__name__ for m in model.head]
+    assert head == ["Dropout", "Linear", "BatchNorm1d"] and model.head[0].p == 0.5  # then the sigmoid (BCE)
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 224, 224)).shape == (2,)  # one logit per image
