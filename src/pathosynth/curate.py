@@ -72,6 +72,7 @@ from pathosynth.evaluate.features import (
     PixelFeatures,
     extract_features,
     nearest_neighbours,
+    open_2d_dataset,
 )
 
 AUDIT_FORMAT = "pathosynth-audit"
@@ -291,19 +292,6 @@ class _Set:
     features: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _load(path: str | Path, flag: str) -> Dataset:
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: folder not found; give {flag} an existing dataset folder")
-    if not path.is_dir():
-        raise UserError(f"{path}: not a folder; give {flag} a dataset folder (with dataset.json and manifest.csv)")
-    dataset = Dataset.load(path)
-    if dataset.info.dimensionality != 2:
-        raise UserError(f"{path} holds {dataset.info.dimensionality}D images; the memorization audit compares "
-                        f"2D images: give {flag} a 2D dataset folder")
-    return dataset
-
-
 def audit(train: str | Path, synthetic: str | Path, out: str | Path, settings: AuditSettings | None = None, *,
           overwrite: bool = False, progress: bool = True) -> dict:
     """Audit the synthetic dataset folder against the real one's training split; write `out`.
@@ -315,8 +303,8 @@ def audit(train: str | Path, synthetic: str | Path, out: str | Path, settings: A
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
-    real = _load(train, "--train")
-    fake = _load(synthetic, "--synthetic")
+    real = open_2d_dataset(train, "--train", "the memorization audit compares")
+    fake = open_2d_dataset(synthetic, "--synthetic", "the memorization audit compares")
     train_set = _Set(real, real.select(split="train"))
     held_set = _Set(real, [s for s in real.samples if s.split in settings.held_out_splits])
     syn_set = _Set(fake, list(fake.samples))

@@ -252,6 +252,23 @@ def default_device() -> torch.device:
 # reading datasets
 
 
+def open_2d_dataset(path: str | Path, flag: str, purpose: str) -> Dataset:
+    """The 2D dataset folder given on the command line as `flag`, or one clear error; `purpose`
+    completes "...D images; {purpose} 2D images", e.g. "image metrics compare"."""
+    from pathosynth.data.dataset import Dataset
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: folder not found; give {flag} an existing dataset folder")
+    if not path.is_dir():
+        raise UserError(f"{path}: not a folder; give {flag} a dataset folder (with dataset.json and manifest.csv)")
+    dataset = Dataset.load(path)
+    if dataset.info.dimensionality != 2:
+        raise UserError(f"{path} holds {dataset.info.dimensionality}D images; {purpose} 2D images: "
+                        f"give {flag} a 2D dataset folder")
+    return dataset
+
+
 def read_batches(dataset: Dataset, samples: Sequence[Sample], batch_size: int = 64,
                  size: Sequence[int] | None = None) -> Iterator[tuple[list[Sample], torch.Tensor]]:
     """(samples, images (n, C, H, W)) in batches from a 2D dataset folder (`Dataset`).

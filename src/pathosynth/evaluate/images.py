@@ -63,6 +63,7 @@ from pathosynth.evaluate.features import (
     ImageNetFeatures,
     RadiomicsFeatures,
     extract_features,
+    open_2d_dataset,
     radiomics_bin_widths,
     read_batches,
     resize_images,
@@ -161,15 +162,7 @@ class ImageSet:
 
 def open_dataset(path: str | Path, flag: str) -> Dataset:
     """A 2D dataset folder given on the command line as `flag`, or one clear error."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: folder not found; give {flag} an existing dataset folder")
-    if not path.is_dir():
-        raise UserError(f"{path}: not a folder; give {flag} a dataset folder (with dataset.json and manifest.csv)")
-    dataset = Dataset.load(path)
-    if dataset.info.dimensionality != 2:
-        raise UserError(f"{path} holds {dataset.info.dimensionality}D images; image metrics compare 2D images: "
-                        f"give {flag} a 2D dataset folder")
+    dataset = open_2d_dataset(path, flag, "image metrics compare")
     if not dataset.samples:
         raise UserError(f"{path}: the dataset has no images")
     return dataset

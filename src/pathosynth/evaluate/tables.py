@@ -87,29 +87,11 @@ def classification_table(results: dict, config: dict) -> str:
                 _p((tests.get("specificity_mcnemar") or {}).get("p")) if tests else "baseline",
                 _p((tests.get("auc_delong") or {}).get("p")) if tests else "baseline"]) + " |")
         lines.append("")
-        differences = [entry for entry in group["rows"] if entry.get("difference_vs_real")]
-        if differences:
-            lines += ["Difference from real only (95% paired patient-bootstrap interval):", "",
-                      "| DA setup | Δ Sensitivity (points) | Δ Specificity (points) | Δ Accuracy (points) | "
-                      "Δ ROC AUC | Δ Average precision |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-            for entry in differences:
-                d = entry["difference_vs_real"]
-                lines.append("| " + " | ".join([setup_name(entry, extra)] + [
-                    _signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")] + [
-                    _signed(d[name], 1.0, 3) for name in ("roc_auc", "average_precision")]) + " |")
-            lines.append("")
-        on_classic = [entry for entry in group["rows"] if entry.get("difference_vs_classic")]
-        if on_classic:
-            lines += ["GAN DA on top of classic DA: difference from classic DA alone (95% paired patient-bootstrap "
-                      "interval):", "",
-                      "| DA setup | Δ Sensitivity (points) | Δ Specificity (points) | Δ Accuracy (points) | "
-                      "Δ ROC AUC | Δ Average precision |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-            for entry in on_classic:
-                d = entry["difference_vs_classic"]
-                lines.append("| " + " | ".join([setup_name(entry, extra)] + [
-                    _signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")] + [
-                    _signed(d[name], 1.0, 3) for name in ("roc_auc", "average_precision")]) + " |")
-            lines.append("")
+        lines += _difference_table(group["rows"], "difference_vs_real", extra,
+                                   "Difference from real only (95% paired patient-bootstrap interval):")
+        lines += _difference_table(group["rows"], "difference_vs_classic", extra,
+                                   "GAN DA on top of classic DA: difference from classic DA alone (95% paired "
+                                   "patient-bootstrap interval):")
     lines += [
         "Values: mean ± sd over the repeats, with the 95% interval of a percentile bootstrap over test "
         f"patients ({results['bootstrap']['resamples']:,} resamples, each averaging the repeats' metrics). "
@@ -123,6 +105,21 @@ def classification_table(results: dict, config: dict) -> str:
     if results.get("notes"):
         lines += ["Notes:", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(lines)
+
+
+def _difference_table(rows: list[dict], key: str, extra, title: str) -> list[str]:
+    """The rows that carry `key` (a paired difference with its interval) as a Markdown table, or nothing."""
+    chosen = [entry for entry in rows if entry.get(key)]
+    if not chosen:
+        return []
+    lines = [title, "", "| DA setup | Δ Sensitivity (points) | Δ Specificity (points) | Δ Accuracy (points) | "
+             "Δ ROC AUC | Δ Average precision |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for entry in chosen:
+        d = entry[key]
+        lines.append("| " + " | ".join([setup_name(entry, extra)] + [
+            _signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")] + [
+            _signed(d[name], 1.0, 3) for name in ("roc_auc", "average_precision")]) + " |")
+    return lines + [""]
 
 
 def write_table(results: dict, config: dict, path: Path) -> None:
