@@ -71,3 +71,12 @@ def any_true(flag: bool, processes: Processes) -> bool:
 def barrier(processes: Processes) -> None:
     if processes.distributed:
         dist.barrier()
+
+
+def gather(value: dict, processes: Processes) -> list[dict]:
+    """Every process's `value`, in rank order (e.g. the RNG states a checkpoint keeps)."""
+    if not processes.distributed:
+        return [value]
+    everyone: list = [None] * processes.world
+    dist.all_gather_object(everyone, value)
+    return everyone

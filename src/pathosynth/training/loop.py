@@ -150,32 +150,39 @@ def threading_main() -> bool:
 class _Run:
     """The state of one run: networks, optimizers, RNGs, and the run folder's files."""
 
+    loss_names = ("loss_d", "adversarial_d", "gradient_penalty", "drift", "loss_g", "adversarial_g")
+
     def __init__(self, config: TrainConfig, out: Path, processes, data: TrainingSet):
         self.config, self.out, self.processes, self.data = config, out, processes, data
         device = processes.device
         self.device = device
         self.cuda = device.type == "cuda"
-        self.num_classes = len(data.classes) if config.classes == "conditional" else 0
-        channels = data.images.shape[1]
-        self.g_kwargs = generator_kwargs(config, channels, self.num_classes)
-        self.generator = build_generator(config.model, self.g_kwargs).to(device)
-        self.discriminator = build_discriminator(config, channels, self.num_classes).to(device)
-        self.memory_format = torch.channels_last if (self.cuda and config.channels_last) else torch.contiguous_format
+        self._build_networks()
         self.generator.to(memory_format=self.memory_format)
         self.discriminator.to(memory_format=self.memory_format)
         self.ema = EMA(self.generator, config.ema_decay)
-        self.opt_g = _optimizer(config, self.generator.parameters(), config.lr_g)
-        self.opt_d = _optimizer(config, self.discriminator.parameters(), config.lr_d)
-        self.critic = distributed.wrap(CriticObjective(self.discriminator, config), processes)
+        self.opt_g = make_optimizer(config, self.generator.parameters(), config.lr_g)
+        self.opt_d = make_optimizer(config, self.discriminator.parameters(), config.lr_d)
         self.generator_ddp = distributed.wrap(self.generator, processes)
-        self.augment = augmenter(config)
         self.sampler = BatchSampler(len(data.images), config.batch, config.seed, processes.rank, processes.world)
-        self.levels = getattr(self.generator, "levels", 0) if config.model == "pggan" else 0
         self.step = 0
         self._ema_ready_at = -1
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (self.cuda and config.amp)
                          else nullcontext())
         self._fixed_conditions()
+
+    def _build_networks(self) -> None:
+        config, data = self.config, self.data
+        self.num_classes = len(data.classes) if config.classes == "conditional" else 0
+        channels = data.images.shape[1]
+        self.g_kwargs = generator_kwargs(config, channels, self.num_classes)
+        self.generator = build_generator(config.model, self.g_kwargs).to(self.device)
+        self.discriminator = build_discriminator(config, channels, self.num_classes).to(self.device)
+        self.memory_format = (torch.channels_last if (self.cuda and config.channels_last)
+                              else torch.contiguous_format)
+        self.critic = distributed.wrap(CriticObjective(self.discriminator, config), self.processes)
+        self.augment = augmenter(config)
+        self.levels = getattr(self.generator, "levels", 0) if config.model == "pggan" else 0
 
     # -------------------------------------------------------------- conditions for the grids
     def _fixed_conditions(self) -> None:
@@ -242,7 +249,7 @@ class _Run:
         rng = {"torch": torch.get_rng_state()}
         if self.cuda:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        rngs = _gather(rng, self.processes)
+        rngs = distributed.gather(rng, self.processes)
         return {"format": ckpt.FORMAT, "step": self.step, "config": self.config.to_json(),
                 "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
                 "ema": self.ema.model.state_dict(), "opt_g": self.opt_g.state_dict(),
@@ -302,20 +309,10 @@ class _Run:
                  self.out / "samples" / f"step-{self.step:07d}.png", self.fixed_box_lists)
 
 
-def _optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, betas=tuple(config.betas), eps=1e-8)
-
-
-def _gather(value: dict, processes) -> list[dict]:
-    if not processes.distributed:
-        return [value]
-    import torch.distributed as dist
-
-    everyone: list = [None] * processes.world
-    dist.all_gather_object(everyone, value)
-    return everyone
 
 
 def _threads(processes, recorded: int | None = None) -> int:
@@ -331,9 +328,6 @@ def _threads(processes, recorded: int | None = None) -> int:
     return threads
 
 
-LOSS_NAMES = ("loss_d", "adversarial_d", "gradient_penalty", "drift", "loss_g", "adversarial_g")
-
-
 def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress: bool,
                stop_after: int | None) -> Path:
     main = processes.is_main
@@ -347,8 +341,8 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     on_cpu = processes.device.type == "cpu"
     threads = _threads(processes, recorded_threads) if on_cpu else torch.get_num_threads()
     torch.manual_seed(config.seed * 1000 + processes.rank)
-    data = load_training_set(config, progress=progress and main)
-    run = _Run(config, out, processes, data)
+    run = _new_run(config, out, processes, progress and main)
+    data = run.data
     if resume:
         run.load_state_dict(ckpt.load_checkpoint(out / "checkpoints" / ckpt.FULL_STATE))
     elif main:
@@ -381,7 +375,7 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
                 distributed_bad = distributed.any_true(not bool(torch.isfinite(means).all()), processes)
                 if distributed_bad:
                     bar.close()
-                    bad = [n for n, v in zip(LOSS_NAMES, means.tolist()) if not torch.isfinite(torch.tensor(v))]
+                    bad = [n for n, v in zip(run.loss_names, means.tolist()) if not torch.isfinite(torch.tensor(v))]
                     kept = (f"the last good checkpoint (step {last_good}) in {out / 'checkpoints'} is intact: "
                             f"resume it with a lower learning rate (`pathosynth train --resume {out} --lr-d ... "
                             f"--lr-g ...`)" if (out / "checkpoints" / ckpt.FULL_STATE).is_file() else
@@ -414,11 +408,20 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     return out
 
 
+def _new_run(config: TrainConfig, out: Path, processes, progress: bool) -> _Run:
+    if config.model == "mcgan3d":  # imported here: it builds on _Run
+        from pathosynth.training.mcgan_run import MCGANRun
+        from pathosynth.training.vois import load_voi_set
+
+        return MCGANRun(config, out, processes, load_voi_set(config, progress=progress))
+    return _Run(config, out, processes, load_training_set(config, progress=progress))
+
+
 def _stats(run: _Run, means: torch.Tensor, steps: int, seconds: float) -> dict:
     phase = run.phase(run.step - 1)  # the step just trained
     images = steps * run.config.batch * run.processes.world * (run.config.critic_steps + 1)
     record = {"step": run.step, "images_shown": run.step * run.config.batch * run.processes.world}
-    record.update({name: round(float(v), 6) for name, v in zip(LOSS_NAMES, means.tolist())})
+    record.update({name: round(float(v), 6) for name, v in zip(run.loss_names, means.tolist())})
     record.update({"stage": phase.get("stage"), "alpha": round(phase["alpha"], 4) if phase else None,
                    "seconds": round(seconds, 3),
                    # images through G per second, real + generated, over the window
