@@ -17,3 +17,13 @@ def tiny_brain(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("data") / "brain"
     return build_phantom("brain-mr", out, patients=6, tiny=True, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_chest(tmp_path_factory):
+    """A tiny chest-CT phantom: (nodule VOI dataset, its LUNA16-layout scans + annotations.csv)."""
+    from pathosynth.data.phantoms import build_phantom
+
+    root = tmp_path_factory.mktemp("chest")
+    vois = build_phantom("chest-ct", root / "vois", patients=6, tiny=True, keep_raw=root / "raw", progress=False)
+    return vois, root / "raw"

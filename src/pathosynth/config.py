@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from pathosynth.errors import UserError
 
-MODELS = ("dcgan", "wgan", "pggan", "unet-cgan")
+MODELS = ("dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d")
 PRESETS = ("paper", "small", "tiny")
 CLASS_MODES = ("conditional", "separate", "none")
 LOSSES = ("nonsaturating", "wasserstein", "wgan-gp", "least-squares")
@@ -53,6 +53,11 @@ class TrainConfig:
     # beyond the papers: on the brain phantom it cut the small DCGAN's mode collapse
     # (docs/benchmarks.md, "GAN quality").
     spectral_norm: bool = False
+    # 3D MCGAN (METHODS section 4): `resolution` is the VOI's side, `unet_widths` the generator's,
+    # `width` both discriminators'; the nodule box is the inpainted centre.
+    nodule_box: int = 32
+    label_flip: float = 0.0  # swap real/synthetic targets of the context D this often (1/3 in the paper)
+    flips: bool = False  # random left-right / front-back flips of the training VOIs
     ema_decay: float = 0.999
     log_every: int = 10
     sample_every: int = 500
@@ -90,6 +95,11 @@ _FAMILY = {
     # pix2pix-style image-to-image baseline: non-saturating + L1, Adam 2e-4 (0.5, 0.999).
     "unet-cgan": dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
                       critic_steps=1, l1_weight=100.0, latent_dim=1, boxes=True, classes="none"),
+    # 3D MCGAN: context D least squares + nodule D WGAN-GP (`loss` names the context D's), Adam 2e-4;
+    # L1 off by default (it raised realism but hurt detection); targets flipped once in three; flips.
+    "mcgan3d": dict(loss="least-squares", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
+                    critic_steps=1, gp_weight=10.0, l1_weight=0.0, latent_dim=0, classes="none",
+                    label_flip=1 / 3, flips=True, resolution=64, nodule_box=32),
 }
 
 _PAPER = {
@@ -104,6 +114,9 @@ _PAPER = {
                   notes={"steps": "100 epochs x 8,429 images / batch 16 (two-step GAN paper)"}),
     "unet-cgan": dict(resolution=256, unet_widths=(64, 128, 256, 512, 512), batch=1, steps=200_000,
                       notes={"steps": "not stated in the thesis; pix2pix-like schedule"}),
+    "mcgan3d": dict(unet_widths=(64, 128, 256, 512), width=64, batch=16, steps=6_000_000,
+                    notes={"steps": "6,000,000 steps, batch 16, Adam 2e-4 (thesis section 6)",
+                           "betas": "not stated; pix2pix's (0.5, 0.999)"}),
 }
 # CPGGAN (section 3) differs from the two-step PGGAN in batch, learning rate and length.
 _PAPER_CPGGAN = dict(batch=4, lr_g=2e-4, lr_d=2e-4, steps=3_000_000, phase_steps=230_769, classes="none",
@@ -118,11 +131,14 @@ _SMALL = {
                   phase_steps=240, random_crop=4, sample_every=400, checkpoint_every=400),
     "unet-cgan": dict(resolution=64, unet_widths=(16, 32, 64, 128), batch=16, steps=1500, sample_every=500,
                       checkpoint_every=500),
+    "mcgan3d": dict(unet_widths=(16, 32, 64, 128), width=16, batch=4, steps=2000, sample_every=250,
+                    checkpoint_every=250),
 }
 
 _TINY = dict(resolution=16, width=4, max_width=8, latent_dim=8, unet_widths=(4, 8), batch=4, steps=4,
              log_every=1, sample_every=2, checkpoint_every=2, ema_decay=0.9)
 _TINY_PGGAN = dict(phase_steps=1)
+_TINY_MCGAN = dict(resolution=16, nodule_box=8, unet_widths=(4, 8, 8, 8), width=4, batch=2)
 
 
 def preset_values(model: str, preset: str, boxes: bool = False) -> dict:
@@ -141,6 +157,8 @@ def preset_values(model: str, preset: str, boxes: bool = False) -> dict:
         values.update(_TINY)
         if model == "pggan":
             values.update(_TINY_PGGAN)
+        if model == "mcgan3d":
+            values.update(_TINY_MCGAN)
     return values
 
 
@@ -161,7 +179,8 @@ def check_config(config: TrainConfig) -> None:
     if config.model not in MODELS:
         raise UserError(f"unknown model '{config.model}'; choose one of {', '.join(MODELS)}")
     resolution = config.resolution
-    if resolution < 8 or 2 ** round(math.log2(resolution)) != resolution:
+    # 3D MCGAN's VOI side need only be a multiple of 16 (_check_mcgan)
+    if config.model != "mcgan3d" and (resolution < 8 or 2 ** round(math.log2(resolution)) != resolution):
         raise UserError(f"resolution {resolution} is not a power of two >= 8; use e.g. 64, 128 or 256")
     if config.classes not in CLASS_MODES:
         raise UserError(f"unknown --classes '{config.classes}'; choose one of {', '.join(CLASS_MODES)}")
@@ -174,6 +193,8 @@ def check_config(config: TrainConfig) -> None:
             raise UserError("unet-cgan turns box images into images: it needs --boxes")
         if config.classes == "conditional":
             raise UserError("unet-cgan is conditioned on boxes only; use --classes separate or none")
+    if config.model == "mcgan3d":
+        _check_mcgan(config)
     if config.boxes and config.model in ("dcgan", "wgan"):
         raise UserError(f"{config.model} has no box conditioning; use --model pggan (CPGGAN) or unet-cgan")
     if config.spectral_norm and config.model not in ("dcgan", "wgan"):
@@ -196,3 +217,19 @@ def check_config(config: TrainConfig) -> None:
             parse_policy(config.diffaugment)
         except ValueError as exc:
             raise UserError(f"--diffaugment: {exc}") from exc
+
+
+def _check_mcgan(config: TrainConfig) -> None:
+    side, box = config.resolution, config.nodule_box
+    if side < 16 or side % 16:
+        raise UserError(f"3D MCGAN's VOI side (--resolution) must be a multiple of 16 (four halvings), got {side}")
+    if not 0 < box < side or box % 2:
+        raise UserError(f"the nodule box ({box}) must be even and smaller than the VOI ({side}); "
+                        "the papers use 32 in 64")
+    if len(config.unet_widths) != 4:
+        raise UserError("3D MCGAN's U-Net has 4 levels; give 4 generator widths")
+    if config.boxes or config.classes == "conditional" or config.label:
+        raise UserError("3D MCGAN is conditioned on nodule size and attenuation, not on boxes or classes: "
+                        "drop --boxes, --classes and --label")
+    if not 0.0 <= config.label_flip < 0.5:
+        raise UserError(f"label-flip must be in [0, 0.5), got {config.label_flip}")

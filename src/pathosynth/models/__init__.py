@@ -1,9 +1,10 @@
 """GAN generators and discriminators, one file per family (METHODS.md), and the registry that
 builds them from a config.
 
-Every generator is called as ``G(z, labels=..., boxes=..., **phase)`` and every discriminator as
+Every 2D generator is called as ``G(z, labels=..., boxes=..., **phase)`` and every discriminator as
 ``D(x, labels=..., boxes=..., **phase)``, where ``phase`` is PGGAN's ``stage``/``alpha`` and empty
-for the others. A generator is rebuilt at generation time from ``(model, generator_kwargs)``
+for the others. 3D MCGAN inpaints instead (``G(noise-box VOI + conditions)``, two discriminators);
+its step lives in training/mcgan_run.py. A generator is rebuilt at generation time from ``(model, generator_kwargs)``
 alone, which is what the exported weights file records.
 """
 
@@ -13,11 +14,12 @@ import torch
 from torch import nn
 
 from pathosynth.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from pathosynth.models.mcgan3d import MCGANDiscriminators, MCGANGenerator
 from pathosynth.models.pggan import PGGANDiscriminator, PGGANGenerator
 from pathosynth.models.unet_cgan import PatchGANDiscriminator, UNetCGANGenerator
 
 _GENERATORS = {"dcgan": DCGANGenerator, "wgan": DCGANGenerator, "pggan": PGGANGenerator,
-               "unet-cgan": UNetCGANGenerator}
+               "unet-cgan": UNetCGANGenerator, "mcgan3d": MCGANGenerator}
 
 
 def generator_kwargs(config, channels: int, num_classes: int) -> dict:
@@ -28,6 +30,8 @@ def generator_kwargs(config, channels: int, num_classes: int) -> dict:
         return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
                     width=config.width, max_width=config.max_width, num_classes=num_classes,
                     box_condition=config.boxes)
+    if config.model == "mcgan3d":
+        return dict(voi_size=config.resolution, box=config.nodule_box, widths=list(config.unet_widths))
     return dict(resolution=config.resolution, channels=channels, latent_channels=config.latent_dim,
                 widths=list(config.unet_widths))
 
@@ -44,6 +48,8 @@ def build_discriminator(config, channels: int, num_classes: int) -> nn.Module:
         return PGGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
                                   max_width=config.max_width, num_classes=num_classes,
                                   box_condition=config.boxes)
+    if config.model == "mcgan3d":
+        return MCGANDiscriminators(voi_size=config.resolution, box=config.nodule_box, width=config.width)
     # PatchGAN depth: as many stride-2 layers as leave at least 1 patch (pix2pix's 3 at 256 px).
     layers = 3 if config.resolution >= 32 else 1
     return PatchGANDiscriminator(channels=channels, width=config.unet_widths[0] * 2, layers=layers)

@@ -1,0 +1,90 @@
+"""3D MCGAN in the one training loop: exact resume, the run folder, what the step feeds each network."""
+
+import json
+
+import pytest
+import torch
+
+from pathosynth.config import make_config
+from pathosynth.errors import UserError
+from pathosynth.training.loop import resume_run, train
+
+
+def _state(run):
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_resume_after_an_interruption_continues_bit_for_bit(tmp_path, tiny_chest):
+    config = make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), steps=6, checkpoint_every=2)
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train(config, straight, progress=False)
+    train(config, interrupted, progress=False, stop_after=3)
+    resume_run(interrupted, progress=False)
+    a, b = _state(straight), _state(interrupted)
+    assert a["step"] == b["step"] == 6
+    for part in ("generator", "discriminator", "ema"):
+        assert a[part].keys() == b[part].keys()
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+
+
+def test_run_records_losses_of_both_discriminators_and_exports_the_voi_geometry(tmp_path, tiny_chest):
+    config = make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), steps=4)
+    run = train(config, tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    for name in ("context_d", "nodule_d", "gradient_penalty", "context_g", "nodule_g", "l1"):
+        assert all(name in r and r[name] == r[name] for r in records), name
+    # the nodule critic's WGAN-GP penalty is live (it is exactly 0 when no gradient flows)
+    assert any(r["gradient_penalty"] > 0 for r in records)
+    exported = torch.load(run / "checkpoints" / "generator.pt", weights_only=True)
+    assert exported["model"] == "mcgan3d"
+    assert exported["voi"] == {"size": 16, "box": 8, "spacing_mm": [2.0, 2.0, 2.0]}  # 32^3 at 1 mm pooled to 16^3
+    assert exported["conditions"]["attenuation"] == ["solid", "part-solid", "ggn"]
+    assert (run / "samples" / "step-0000004.png").is_file()
+
+
+def test_the_context_discriminator_sees_the_noise_box_and_the_nodule_critic_the_conditions(tmp_path, tiny_chest):
+    from pathosynth.training.mcgan_run import MCGANRun
+
+    seen = {}
+    config = make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), steps=1, label_flip=0.0)
+
+    original = MCGANRun._build_networks
+
+    def remember(name):
+        def hook(module, args, output):  # returns None: the module's output stays as it is
+            seen.setdefault(name, args)
+        return hook
+
+    def spy(self):
+        original(self)
+        self.discriminator.context.register_forward_hook(remember("context"))
+        self.discriminator.nodule.register_forward_hook(remember("nodule"))
+
+    MCGANRun._build_networks = spy
+    try:
+        train(config, tmp_path / "run", progress=False)
+    finally:
+        MCGANRun._build_networks = original
+    noise_voi, voi = seen["context"]
+    centre = (slice(None), slice(None)) + (slice(4, 12),) * 3
+    assert noise_voi.shape == voi.shape == (2, 1, 16, 16, 16)
+    assert noise_voi[centre].abs().max() <= 0.5 and not torch.equal(noise_voi[centre], voi[centre])
+    outside = torch.ones_like(voi, dtype=torch.bool)
+    outside[centre] = False
+    assert torch.equal(noise_voi[outside], voi[outside])  # only the nodule box is noise
+    block, conditions = seen["nodule"]
+    assert block.shape == (2, 1, 8, 8, 8) and conditions.shape == (2, 6)
+    assert torch.equal(conditions[:, :3].sum(1), torch.ones(2)) and torch.equal(conditions[:, 3:].sum(1), torch.ones(2))
+
+
+def test_a_2d_dataset_or_one_without_attenuation_is_refused(tmp_path, tiny_brain):
+    with pytest.raises(UserError, match="3D MCGAN trains on chest CT nodule VOIs"):
+        train(make_config("mcgan3d", "tiny", data=str(tiny_brain), steps=1), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("overrides, message", [({"resolution": 24}, "multiple of 16"),
+                                                ({"nodule_box": 16}, "smaller than the VOI"),
+                                                ({"boxes": True}, "not on boxes or classes")])
+def test_bad_settings_end_in_one_clear_sentence(tiny_chest, overrides, message):
+    with pytest.raises(UserError, match=message):
+        make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), **overrides)
