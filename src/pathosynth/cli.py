@@ -204,8 +204,8 @@ def show(dataset, out, count, split, label, channel, seed):
 
 
 @cli.command()
-@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan"]), default=None,
-              help="GAN family (required unless --resume).")
+@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d"]), default=None,
+              help="GAN family (required unless --resume); mcgan3d: 3D nodule inpainting on CT VOIs.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (from `data import` or `data phantom`); its train split is used.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
@@ -230,13 +230,17 @@ def show(dataset, out, count, split, label, channel, seed):
               help="DiffAugment policy for D, e.g. brightness,contrast,translation,cutout ('' for none).")
 @click.option("--spectral-norm/--no-spectral-norm", default=None,
               help="DCGAN/WGAN: spectrally normalise D's convolutions (beyond the papers; less mode collapse).")
+@click.option("--l1-weight", type=float, default=None,
+              help="unet-cgan / mcgan3d: weight of the L1 term to the real image [mcgan3d: 0, off; the paper's "
+                   "alternative is 100].")
 @click.option("--sample-every", type=int, default=None)
 @click.option("--checkpoint-every", type=int, default=None)
 @click.option("--split", default=None, help="Dataset split to train on [default: train].")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
-          latent_dim, phase_steps, diffaugment, spectral_norm, sample_every, checkpoint_every, split, seed, quiet):
+          latent_dim, phase_steps, diffaugment, spectral_norm, l1_weight, sample_every, checkpoint_every, split, seed,
+          quiet):
     """Train a GAN on a dataset folder into a run folder (config, stats, checkpoints, samples).
 
     Ctrl-C writes a checkpoint; `--resume RUN` continues exactly. Several GPUs or nodes:
@@ -256,7 +260,7 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
         config = make_config(model, preset, data=str(data), classes=classes, label=label, boxes=boxes,
                              resolution=resolution, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d, width=width,
                              latent_dim=latent_dim, phase_steps=phase_steps, diffaugment=diffaugment,
-                             spectral_norm=spectral_norm, sample_every=sample_every,
+                             spectral_norm=spectral_norm, l1_weight=l1_weight, sample_every=sample_every,
                              checkpoint_every=checkpoint_every, split=split, seed=seed)
         path = train_run(config, out, progress=not quiet)
     click.echo(f"trained {path} (generator: {path}/checkpoints/generator.pt; samples: {path}/samples)")
@@ -264,9 +268,9 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--n", "count", type=int, required=True, help="Number of images.")
+@click.option("--n", "count", type=int, default=None, help="2D runs: number of images.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Synthetic dataset folder to create; it appears only when complete.")
+              help="Folder to create (a synthetic dataset, or scans + annotations); it appears only when complete.")
 @click.option("--label", default=None, help="Class to generate [default: every class in turn].")
 @click.option("--boxes", "boxes_text", default=None,
               help="Box-conditioned runs: boxes for every image, 'x0,y0,x1,y1;...' in px of the generated image.")
@@ -274,13 +278,46 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
               help="Box-conditioned runs: draw box layouts from this dataset folder [default: the training data].")
 @click.option("--jitter", default=None,
               help="Move box layouts: flip,shift=F,zoom=F [default with layouts drawn from data: "
-                   "flip,shift=0.1,zoom=0.1; 'none' for no jitter].")
+                   "flip,shift=0.1,zoom=0.1; 'none' for no jitter]. With --scans: shift=F,zoom=F of real "
+                   "nodule positions [default: shift=0.1,zoom=0.1].")
+@click.option("--ct", type=click.Path(path_type=Path), default=None,
+              help="3D MCGAN runs: the CT scan to place nodules into (.mhd, .nii.gz, ... or a DICOM folder).")
+@click.option("--at", multiple=True,
+              help="With --ct: a nodule's centre, 'x,y,z' in voxels (column, row, slice) or 'x,y,z,world' in "
+                   "LPS mm; repeat for several nodules.")
+@click.option("--size", "sizes", multiple=True, help="3D MCGAN: small (<= 10 mm), medium or large (> 20 mm); "
+              "one for all --at or one per --at [with --scans: each real nodule's own].")
+@click.option("--attenuation", "attenuations", multiple=True,
+              help="3D MCGAN: solid, part-solid or ggn; one for all --at or one per --at [with --scans: each real "
+                   "nodule's own].")
+@click.option("--zoom", type=float, default=1.0, show_default=True, help="With --ct: scale the nodule box.")
+@click.option("--scans", type=click.Path(path_type=Path), default=None,
+              help="3D MCGAN runs: augment this LUNA16-layout folder (scans + annotations.csv) into --out.")
+@click.option("--copies", type=int, default=1, show_default=True, help="With --scans: synthetic scans per real one.")
+@click.option("--positions", type=click.Choice(["real", "random"]), default="real", show_default=True,
+              help="With --scans: replace the real nodules (the paper's protocol) or add nodules at random "
+                   "positions inside the lungs.")
+@click.option("--per-scan", type=int, default=1, show_default=True,
+              help="With --positions random: nodules added to each scan.")
 @click.option("--seed", default=0, show_default=True, help="Image i gets seed SEED + i.")
 @click.option("--batch", default=64, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate(run, count, out, label, boxes_text, boxes_from, jitter, seed, batch, overwrite, quiet):
-    """Generate N synthetic images with a trained run into a dataset folder (labels, boxes, seeds, provenance)."""
+def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, sizes, attenuations, zoom, scans,
+             copies, positions, per_scan, seed, batch, overwrite, quiet):
+    """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance), or,
+    with a 3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans."""
+    from pathosynth.training.loop import read_run
+
+    if read_run(run)["config"]["model"] == "mcgan3d":
+        _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
+                          count, seed, overwrite, quiet)
+        return
+    if ct or scans or at or sizes or attenuations:
+        raise UserError(f"{run} is not a 3D MCGAN run: --ct, --scans, --at, --size and --attenuation place "
+                        "nodules with `pathosynth train --model mcgan3d` runs")
+    if count is None:
+        raise UserError("give --n, the number of images to generate")
     from pathosynth.data.boxes import parse_boxes
     from pathosynth.generate import generate as generate_images
 
@@ -293,6 +330,35 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, seed, batch
     path = generate_images(run, count, out, label=label, boxes=boxes, boxes_from=boxes_from,
                            jitter="" if jitter == "none" else jitter, seed=seed, batch=batch, overwrite=overwrite,
                            progress=not quiet)
+    click.echo(f"wrote {path}")
+
+
+def _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
+                      count, seed, overwrite, quiet):
+    from pathosynth.generate import Jitter
+    from pathosynth.generate_ct import augment_scans, place_nodules
+
+    if count is not None:
+        raise UserError(f"{run} is a 3D MCGAN run: it places nodules into scans (--ct or --scans), not --n images")
+    if bool(ct) == bool(scans):
+        raise UserError(f"{run} is a 3D MCGAN run: give --ct FILE with --at positions, or --scans DIR to augment "
+                        "a LUNA16-layout folder")
+    if ct:
+        if not sizes or not attenuations:
+            raise UserError("with --ct, give --size (small, medium, large) and --attenuation (solid, part-solid, ggn)")
+        path = place_nodules(run, ct, out, at=list(at), sizes=list(sizes), attenuations=list(attenuations),
+                             zoom=zoom, seed=seed, overwrite=overwrite, progress=not quiet)
+    else:
+        if at:
+            raise UserError("--at goes with --ct; with --scans the positions are the real nodules' or random ones")
+        if len(sizes) > 1 or len(attenuations) > 1:
+            raise UserError("with --scans, give at most one --size and one --attenuation (for every nodule)")
+        moves = Jitter.parse("shift=0.1,zoom=0.1" if jitter is None else "" if jitter == "none" else jitter)
+        if moves.flip:
+            raise UserError("--jitter flip does not apply to nodule positions; use shift=F,zoom=F")
+        path = augment_scans(run, scans, out, copies=copies, positions=positions, size=sizes[0] if sizes else None,
+                             attenuation=attenuations[0] if attenuations else None, per_scan=per_scan,
+                             shift=moves.shift, zoom=moves.zoom, seed=seed, overwrite=overwrite, progress=not quiet)
     click.echo(f"wrote {path}")
 
 

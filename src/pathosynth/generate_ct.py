@@ -1,0 +1,369 @@
+"""Place 3D MCGAN nodules into whole CT scans (METHODS.md section 4, issue 5).
+
+Two ways in:
+- `place_nodules`: one scan, nodules at the positions the user gives, each of a chosen size and
+  attenuation class;
+- `augment_scans`: a LUNA16-layout folder augmented k-fold, either with the paper's protocol (each
+  real nodule replaced by a generated one of its own classes, or of the classes asked for, at its
+  position shifted up to 10% and zoomed up to 10%) or with nodules at random plausible positions
+  inside the lungs (any of the nine classes: atypical cases on demand).
+
+For each nodule: crop the VOI around the position at the run's voxel size, inpaint the central box
+with the run's generator, resample the box back to the scan's own spacing and paste it with a
+feathered edge. The output volume keeps the input's format and geometry, is marked synthetic in its
+own metadata and gets a new series uid (never the source's); beside it, the nodules' LUNA16 CSV
+(world mm) and a JSON record with their boxes (voxels), seeds and provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pathosynth import __version__
+from pathosynth.data.boxes import BOX_CONVENTION
+from pathosynth.data.dataset import SYNTHETIC_MARK
+from pathosynth.data.image import MedicalImage
+from pathosynth.data.readers import read_image
+from pathosynth.data.writers import write_image
+from pathosynth.errors import UserError
+from pathosynth.inpaint import Inpainter, check_condition, load_inpainter
+from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
+from pathosynth.outputs import building
+from pathosynth.placement import (NoduleAnnotation, check_inside_lungs, check_spacing, extract_voi, jitter_position, lung_mask,
+                                  nodule_box, parse_position, paste_block, position_units, random_lung_positions,
+                                  write_luna16_csv)
+from pathosynth.runtime import software_versions
+
+PLACEMENT_FORMAT = "pathosynth-nodule-placement"
+# Nominal diameters when the generated nodule cannot be measured (no clear blob): class centres.
+NOMINAL_DIAMETER_MM = {"small": 7.0, "medium": 15.0, "large": 25.0}
+_WRITABLE = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
+
+
+@dataclass
+class PlacedNodule:
+    centre_index: np.ndarray  # array order (z, y, x), continuous
+    size: str
+    attenuation: str
+    seed: int
+    zoom: float
+    box: list[float]  # the nodule's (a sphere of diameter_mm at the centre)
+    pasted_box: list[float]  # every voxel the paste changed
+    diameter_mm: float
+    measured: bool
+    replaces: str | None = None  # the real nodule's CSV line it replaces (paper protocol)
+
+    def record(self, scan: MedicalImage) -> dict:
+        world = scan.index_to_world(self.centre_index)
+        return {"size": self.size, "attenuation": self.attenuation, "seed": self.seed, "zoom": round(self.zoom, 4),
+                "centre_voxel_xyz": [round(float(v), 3) for v in self.centre_index[::-1]],
+                "centre_world_mm": [round(float(v), 4) for v in world], "box": self.box, "pasted_box": self.pasted_box,
+                "diameter_mm": round(self.diameter_mm, 3), "diameter_measured": self.measured,
+                "replaces": self.replaces}
+
+
+# ------------------------------------------------------------------------------- one scan
+
+def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[str], sizes: list[str],
+                  attenuations: list[str], zoom: float = 1.0, seed: int = 0, overwrite: bool = False,
+                  progress: bool = True) -> Path:
+    """Write OUT/<new uid><suffix>, OUT/annotations.csv, OUT/nodules.json and OUT/preview.png."""
+    ct, out = Path(ct), Path(out)
+    if not at:
+        raise UserError("give at least one --at position (x,y,z voxels, or x,y,z,world in mm)")
+    sizes, attenuations = _per_nodule(sizes, len(at), "--size"), _per_nodule(attenuations, len(at), "--attenuation")
+    for size, attenuation in zip(sizes, attenuations):
+        check_condition(size, attenuation)
+    if not 0.5 <= zoom <= 2.0:
+        raise UserError(f"--zoom {zoom} is outside 0.5-2.0; a nodule box zoomed that far no longer looks like a nodule")
+    inpainter = load_inpainter(run)
+    scan = _read_ct(ct)
+    mask = lung_mask(scan)
+    centres = [parse_position(text, scan, "--at", path=ct) for text in at]
+    for text, centre in zip(at, centres):
+        check_inside_lungs(scan, centre, mask, ct, units=position_units(text))
+    array = scan.array
+    placed = []
+    for i, (centre, size, attenuation) in enumerate(tqdm(list(zip(centres, sizes, attenuations)),
+                                                           desc="place nodules", unit="nodule",
+                                                           disable=not progress)):
+        array, nodule = _place_one(inpainter, _with_array(scan, array), centre, size, attenuation, seed + i, zoom)
+        placed.append(nodule)
+    uid = _synthetic_uid(ct, inpainter.sha256, [n.record(scan) for n in placed])
+    with building(out, overwrite) as tmp:
+        name = _write_volume(tmp, uid, scan, array, ct)
+        _write_annotations(tmp / "annotations.csv", [(uid, scan, placed)], real_rows=[])
+        _write_record(tmp / "nodules.json", inpainter, run, [(uid, name, _file_sha256(ct), scan, placed)])
+        _preview(tmp / "preview.png", scan, array, placed)
+    return out
+
+
+# --------------------------------------------------------------------------- a dataset
+
+def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: int = 1, positions: str = "real",
+                  size: str | None = None, attenuation: str | None = None, per_scan: int = 1,
+                  shift: float = 0.1, zoom: float = 0.1, annotations: str | Path | None = None, seed: int = 0,
+                  overwrite: bool = False, progress: bool = True) -> Path:
+    """Augment the LUNA16-layout folder `src` `copies` times into a LUNA16-layout folder `out`
+    (subset0/*.mhd-or-input-format, annotations.csv, nodules.json); resumes an interrupted run."""
+    from pathosynth.data.importers.luna16 import find_scans, read_annotations
+
+    src, out = Path(src), Path(out)
+    if copies < 1:
+        raise UserError(f"--copies must be at least 1, got {copies}")
+    if positions not in ("real", "random"):
+        raise UserError(f"--positions '{positions}': use real (the paper's protocol) or random (inside the lungs)")
+    if per_scan < 1:
+        raise UserError(f"--per-scan must be at least 1, got {per_scan}")
+    if not (0 <= shift <= 0.5 and 0 <= zoom <= 0.5):
+        raise UserError(f"--shift {shift} / --jitter-zoom {zoom}: keep both in 0-0.5 (the paper uses 0.1)")
+    if size is not None or attenuation is not None:
+        check_condition(size or SIZES[0], attenuation or ATTENUATIONS[0])
+    inpainter = load_inpainter(run)
+    scans = find_scans(src)
+    annotations_path = Path(annotations) if annotations else src / "annotations.csv"
+    nodules = read_annotations(annotations_path)
+    by_scan: dict[str, list] = {uid: [] for uid in scans}
+    for nodule in nodules:
+        if nodule.seriesuid in by_scan:
+            by_scan[nodule.seriesuid].append(nodule)
+    todo = [uid for uid in sorted(scans) if positions == "random" or by_scan[uid]]
+    if not todo:
+        raise UserError(f"{annotations_path}: no nodule belongs to a scan under {src}; check the seriesuid column")
+    jobs = [(uid, copy) for uid in todo for copy in range(copies)]
+    with building(out, overwrite, resumable=True) as tmp:
+        done = _finished_jobs(tmp, dict(run=str(Path(run).resolve()), src=str(src.resolve()), copies=copies,
+                                        positions=positions, size=size, attenuation=attenuation, per_scan=per_scan,
+                                        shift=shift, zoom=zoom, seed=seed, checkpoint=inpainter.sha256))
+        for number, (uid, copy) in enumerate(tqdm(jobs, desc="augment scans", unit="scan", disable=not progress)):
+            if f"{uid}/{copy}" in done:
+                continue
+            rng = np.random.default_rng([seed, number])
+            scan = _read_ct(scans[uid])
+            if positions == "real":
+                placed, array = _replace_real(inpainter, scan, by_scan[uid], size, attenuation, shift, zoom, rng,
+                                              seed * 1_000_003 + number * 1000, annotations_path)
+                real_rows = []
+            else:
+                placed, array = _add_random(inpainter, scan, scans[uid], per_scan, size, attenuation, rng,
+                                            seed * 1_000_003 + number * 1000)
+                real_rows = by_scan[uid]
+            new_uid = _synthetic_uid(scans[uid], inpainter.sha256, [n.record(scan) for n in placed] + [copy])
+            (tmp / "subset0").mkdir(exist_ok=True)
+            name = _write_volume(tmp / "subset0", new_uid, scan, array, scans[uid])
+            job = {"job": f"{uid}/{copy}", "uid": new_uid, "file": f"subset0/{name}",
+                   "source_sha256": _file_sha256(scans[uid]), "nodules": [n.record(scan) for n in placed],
+                   "real_nodules": [{"world_mm": list(r.world), "diameter_mm": r.diameter_mm,
+                                     "attenuation": r.attenuation, "size": r.size} for r in real_rows]}
+            with (tmp / "jobs.jsonl").open("a") as handle:  # one line per finished scan: the resume point
+                handle.write(json.dumps(job) + "\n")
+        _finish_dataset(tmp, inpainter, run)
+    return out
+
+
+def _replace_real(inpainter, scan, nodules, size, attenuation, shift, zoom, rng, seed, annotations_path):
+    array, placed = scan.array, []
+    for i, nodule in enumerate(nodules):
+        wanted_attenuation = attenuation or nodule.attenuation
+        if wanted_attenuation is None:
+            raise UserError(f"{annotations_path} line {nodule.row}: no attenuation for this nodule; add an "
+                            "attenuation column or pass --attenuation")
+        centre = scan.world_to_index(np.asarray(nodule.world))
+        moved, factor = jitter_position(centre, scan, nodule.diameter_mm, rng, shift=shift, zoom=zoom)
+        array, made = _place_one(inpainter, _with_array(scan, array), moved, size or nodule.size,
+                                 wanted_attenuation, seed + i, factor)
+        made.replaces = f"{annotations_path.name} line {nodule.row}"
+        placed.append(made)
+    return placed, array
+
+
+def _add_random(inpainter, scan, path, count, size, attenuation, rng, seed):
+    centres = random_lung_positions(scan, lung_mask(scan), count, rng, path=path)
+    array, placed = scan.array, []
+    for i, centre in enumerate(centres):
+        wanted_size = size or SIZES[int(rng.integers(len(SIZES)))]
+        wanted_attenuation = attenuation or ATTENUATIONS[int(rng.integers(len(ATTENUATIONS)))]
+        array, made = _place_one(inpainter, _with_array(scan, array), centre, wanted_size, wanted_attenuation,
+                                 seed + i, 1.0)
+        placed.append(made)
+    return placed, array
+
+
+def _finished_jobs(tmp: Path, settings: dict) -> set[str]:
+    """Jobs an interrupted run of the same command finished; another command starts afresh."""
+    settings_file = tmp / "settings.json"
+    if settings_file.is_file() and json.loads(settings_file.read_text()) == settings and (tmp / "jobs.jsonl").is_file():
+        return {json.loads(line)["job"] for line in (tmp / "jobs.jsonl").read_text().splitlines() if line.strip()}
+    for stale in list(tmp.iterdir()):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+    return set()
+
+
+def _finish_dataset(tmp: Path, inpainter: Inpainter, run) -> None:
+    jobs = [json.loads(line) for line in (tmp / "jobs.jsonl").read_text().splitlines() if line.strip()]
+    rows = []
+    for job in jobs:
+        for real in job["real_nodules"]:
+            rows.append(_csv_row(job["uid"], real["world_mm"], real["diameter_mm"], real["attenuation"], False))
+        for nodule in job["nodules"]:
+            rows.append(_csv_row(job["uid"], nodule["centre_world_mm"], nodule["diameter_mm"],
+                                 nodule["attenuation"], True))
+    write_luna16_csv(tmp / "annotations.csv", rows)
+    record = _provenance(inpainter, run)
+    record["settings"] = json.loads((tmp / "settings.json").read_text())
+    record["scans"] = jobs
+    (tmp / "nodules.json").write_text(json.dumps(record, indent=2) + "\n")
+    (tmp / "jobs.jsonl").unlink()
+    (tmp / "settings.json").unlink()
+
+
+# ----------------------------------------------------------------------------- one nodule
+
+def _place_one(inpainter: Inpainter, scan: MedicalImage, centre: np.ndarray, size: str, attenuation: str,
+               seed: int, zoom: float) -> tuple[np.ndarray, PlacedNodule]:
+    voi = extract_voi(scan, centre, inpainter.voi_size, inpainter.spacing_mm)
+    block = inpainter(voi, size, attenuation, seed)
+    array, box = paste_block(scan, centre, block, inpainter.spacing_mm, zoom)
+    diameter = measure_diameter(block, inpainter.spacing_mm * zoom)
+    measured = diameter is not None
+    diameter = diameter if measured else NOMINAL_DIAMETER_MM[size] * zoom
+    return array, PlacedNodule(np.asarray(centre, float), size, attenuation, seed, zoom,
+                               nodule_box(scan, centre, diameter), box, diameter, measured)
+
+
+def measure_diameter(block_hu: np.ndarray, spacing_mm: float, min_contrast_hu: float = 100.0) -> float | None:
+    """The equivalent-sphere diameter (mm) of the blob at the block's centre: voxels above the
+    midpoint between the surrounding lung (the block's 25th percentile) and the centre's value,
+    connected to the centre. None when the centre is not at least `min_contrast_hu` above the lung."""
+    from scipy import ndimage
+
+    middle = block_hu.shape[0] // 2
+    core = block_hu[middle - 1:middle + 2, middle - 1:middle + 2, middle - 1:middle + 2]
+    background, centre = float(np.percentile(block_hu, 25)), float(core.mean())
+    if centre - background < min_contrast_hu:
+        return None
+    labels, _ = ndimage.label(block_hu > (background + centre) / 2)
+    inside = labels[middle, middle, middle]
+    if inside == 0:
+        return None
+    volume = float((labels == inside).sum()) * spacing_mm ** 3
+    return float((6 * volume / np.pi) ** (1 / 3))
+
+
+# ------------------------------------------------------------------------------ files
+
+def _read_ct(path: Path) -> MedicalImage:
+    scan = read_image(path)
+    if scan.array.ndim != 3:
+        raise UserError(f"{path}: not a 3D scan (shape {scan.array.shape}); give a chest CT volume")
+    check_spacing(scan, path)
+    return scan
+
+
+def _with_array(scan: MedicalImage, array: np.ndarray) -> MedicalImage:
+    return MedicalImage(array, scan.spacing, scan.origin, scan.direction)
+
+
+def _per_nodule(values: list[str], count: int, option: str) -> list[str]:
+    if len(values) == 1:
+        return values * count
+    if len(values) != count:
+        raise UserError(f"give one {option} for all positions or one per --at ({count}), not {len(values)}")
+    return values
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    # DICOM series (folders, .dcm) are written as NIfTI: a synthetic DICOM series would need
+    # every patient/study module rewritten, and would look like a scanner's output.
+    return next((s for s in _WRITABLE if name.endswith(s)), ".nii.gz")
+
+
+def _write_volume(folder: Path, uid: str, scan: MedicalImage, array: np.ndarray, source: Path) -> str:
+    name = uid + _suffix(source)
+    write_image(folder / name, _with_array(scan, array), description=SYNTHETIC_MARK)
+    return name
+
+
+def _synthetic_uid(source: Path, checkpoint_sha: str, what: list) -> str:
+    """A DICOM-style UUID-derived uid (2.25.N) from the source file, the model and the nodules: the
+    same command always names its output the same, and nothing of the source's uid is kept."""
+    digest = hashlib.sha256(json.dumps([_file_sha256(source), checkpoint_sha, what], default=str).encode())
+    return "2.25." + str(int(digest.hexdigest()[:30], 16))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if path.suffix.lower() == ".mhd":  # the pixels live in the .raw beside the header
+        files += [p for p in path.parent.glob(path.stem + ".*raw")]
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _csv_row(uid: str, world, diameter: float, attenuation: str | None, synthetic: bool) -> NoduleAnnotation:
+    # the size column follows the diameter written beside it (measured on the generated nodule);
+    # the size class that was asked for is in nodules.json
+    return NoduleAnnotation(uid, tuple(float(v) for v in world), float(diameter), attenuation, synthetic)
+
+
+def _write_annotations(path: Path, scans: list, real_rows: list) -> None:
+    rows = list(real_rows)
+    for uid, scan, placed in scans:
+        for nodule in placed:
+            rows.append(_csv_row(uid, scan.index_to_world(nodule.centre_index), nodule.diameter_mm,
+                                 nodule.attenuation, True))
+    write_luna16_csv(path, rows)
+
+
+def _provenance(inpainter: Inpainter, run) -> dict:
+    return {"format": PLACEMENT_FORMAT, "synthetic": True, "mark": SYNTHETIC_MARK, "model": "mcgan3d",
+            "run": str(Path(run).resolve()), "checkpoint_sha256": inpainter.sha256, "step": inpainter.step,
+            "voi": {"size": inpainter.voi_size, "box": inpainter.box, "spacing_mm": inpainter.spacing_mm},
+            "box_convention": BOX_CONVENTION, "pathosynth": __version__, "command": " ".join(sys.argv),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": software_versions()}
+
+
+def _write_record(path: Path, inpainter: Inpainter, run, scans: list) -> None:
+    record = _provenance(inpainter, run)
+    record["scans"] = [{"uid": uid, "file": name, "source_sha256": source_sha,
+                        "nodules": [n.record(scan) for n in placed]} for uid, name, source_sha, scan, placed in scans]
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _preview(path: Path, scan: MedicalImage, after: np.ndarray, placed: list[PlacedNodule]) -> None:
+    """A row per nodule, 80 mm around it at 1 mm (lung window): axial before, axial after, coronal
+    and sagittal after, slice 0 at the bottom (for scans stored feet first, the usual order)."""
+    from PIL import Image
+
+    side, scale = 80, 2
+
+    def tile(values: np.ndarray) -> Image.Image:
+        pixels = (np.clip((values + 1350.0) / 1500.0, 0, 1) * 255).astype(np.uint8)
+        return Image.fromarray(pixels).resize((side * scale, side * scale), Image.NEAREST)
+
+    rows = []
+    for nodule in placed:
+        before = extract_voi(scan, nodule.centre_index, side)
+        now = extract_voi(_with_array(scan, after), nodule.centre_index, side)
+        middle = side // 2
+        rows.append([tile(before[middle]), tile(now[middle]), tile(now[::-1, middle, :]), tile(now[::-1, :, middle])])
+    step = side * scale + 2
+    canvas = Image.new("L", (4 * step, len(rows) * step), 0)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            canvas.paste(image, (c * step + 1, r * step + 1))
+    canvas.save(path)
