@@ -12,11 +12,11 @@ Reference figures (best-known public PyTorch code on the project's 2-core CPU, 2
 16): DCGAN 64 px train 36 img/s, DCGAN 128 px train 5.9 img/s, full-width PGGAN 64 px train
 0.24 img/s, DCGAN 64 px generation 430 img/s at batch 64. They only compare on that machine.
 
-img/s is images generated per second, i.e. batch x generator updates / s (WGAN: each generator
+img/s is images (3D rows: VOIs) generated per second, i.e. batch x generator updates / s (WGAN: each generator
 update comes with 5 critic updates). Times are the best of several repeats; the load from other
 processes during the run is printed, since timings on a busy 2-core machine are not meaningful.
 
-Usage: python benchmarks/gan_speed.py [--data DIR] [--threads 2] [--quick] [--json PATH]
+Usage: python benchmarks/gan_speed.py [--data DIR] [--vois DIR] [--threads 2] [--quick] [--json PATH]
                                       [--rows dcgan-64-full,pggan-64-full,...]
 Without --data a 4-patient brain-MR phantom is built in a temporary folder (about 10 s).
 A full run takes about 5 minutes on an idle 2-core machine, half of it the full-width PGGAN
@@ -72,14 +72,17 @@ TRAIN_ROWS = [
     Row("pggan-64-small", "PGGAN 64 px, small preset", "pggan"),
     Row("cpggan-64-small", "CPGGAN 64 px (boxes), small preset", "pggan", dict(boxes=True, classes="none")),
     Row("unet-cgan-64-small", "U-Net cGAN 64 px, small preset", "unet-cgan"),
+    Row("mcgan3d-64-small", "3D MCGAN 64^3 VOI (32^3 box), small preset", "mcgan3d"),
 ]
 
 GENERATE_ROWS = [
     Row("gen-dcgan-64-full", "DCGAN 64 px, width 64", "dcgan", dict(resolution=64, width=64, classes="none"), 430.0),
     Row("gen-pggan-64-small", "PGGAN 64 px, small preset", "pggan", dict(classes="none")),
     Row("gen-unet-cgan-64-small", "U-Net cGAN 64 px, small preset", "unet-cgan"),
+    Row("gen-mcgan3d-64-small", "3D MCGAN 64^3 VOI, small preset", "mcgan3d"),
 ]
 GENERATE_BATCH = 64
+GENERATE_BATCH_3D = 8  # 64^3 VOIs of 7 channels: 8 of them are already 59 MB of input
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -186,19 +189,22 @@ def conv_peak(device: Device, repeats: int) -> list[dict]:
 
 # ------------------------------------------------------------------------------ training
 
-def train_row(row: Row, data_dir: str, device: Device, quick: bool, cache: dict) -> dict:
+def train_row(row: Row, data_dir: str, vois_dir: str, device: Device, quick: bool, cache: dict) -> dict:
     from pathosynth.config import make_config
     from pathosynth.training import distributed
     from pathosynth.training.data import load_training_set
     from pathosynth.training.loop import _Run
+    from pathosynth.training.mcgan_run import MCGANRun
+    from pathosynth.training.vois import load_voi_set
 
-    config = make_config(row.model, "small", data=data_dir, **row.overrides)
-    key = (config.resolution, config.boxes, config.classes, config.label, config.split)
+    volumes = row.model == "mcgan3d"
+    config = make_config(row.model, "small", data=vois_dir if volumes else data_dir, **row.overrides)
+    key = (config.model == "mcgan3d", config.resolution, config.boxes, config.classes, config.label, config.split)
     if key not in cache:
-        cache[key] = load_training_set(config, progress=False)
+        cache[key] = (load_voi_set if volumes else load_training_set)(config, progress=False)
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        run = _Run(config, Path(scratch), distributed.start(), cache[key])
+        run = (MCGANRun if volumes else _Run)(config, Path(scratch), distributed.start(), cache[key])
         if config.model == "pggan" and config.phase_steps:
             run.step = config.phase_steps * 2 * run.levels + 1  # final stage, fully faded in
         phase = run.phase()
@@ -238,9 +244,14 @@ def generate_row(row: Row, device: Device, quick: bool, channels: int = 1) -> di
     config = make_config(row.model, "small", **row.overrides)
     torch.manual_seed(config.seed)
     generator = build_generator(config.model, generator_kwargs(config, channels, 0)).to(device.device).eval()
+    volumes = config.model == "mcgan3d"
+    batch = GENERATE_BATCH_3D if volumes else GENERATE_BATCH
     if device.cuda and config.channels_last:
-        generator.to(memory_format=torch.channels_last)
-    z = latents_for_seeds(generator, list(range(GENERATE_BATCH)), device.device)
+        generator.to(memory_format=torch.channels_last_3d if volumes else torch.channels_last)
+    if volumes:  # a noise-box VOI and its tiled conditions: what `pathosynth generate --ct` feeds it
+        z = torch.rand(batch, 7, *(config.resolution,) * 3, device=device.device) - 0.5
+    else:
+        z = latents_for_seeds(generator, list(range(batch)), device.device)
     kwargs = {}
     if config.boxes:
         side = config.resolution
@@ -259,9 +270,9 @@ def generate_row(row: Row, device: Device, quick: bool, channels: int = 1) -> di
     per_repeat = max(1, round((0.5 if quick else 2.0) / single))
     repeats = 1 if quick else 3
     seconds = min(single, best_time(forward, device, repeats, per_repeat) / per_repeat)
-    return {"key": row.key, "label": row.label, "model": config.model, "batch": GENERATE_BATCH,
+    return {"key": row.key, "label": row.label, "model": config.model, "batch": batch,
             "resolution": config.resolution, "step_s": seconds, "timed_steps": repeats * per_repeat,
-            "images_per_s": GENERATE_BATCH / seconds, "gflop_per_step": counter.total / 1e9,
+            "images_per_s": batch / seconds, "gflop_per_step": counter.total / 1e9,
             "gflops_per_s": counter.total / seconds / 1e9, "reference_images_per_s": row.reference}
 
 
@@ -288,6 +299,8 @@ def _table(rows: list[dict], peak: float) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--data", help="2D dataset folder (default: a 4-patient brain-MR phantom, built now)")
+    parser.add_argument("--vois", help="nodule-VOI dataset for the 3D rows (default: a 6-patient chest-CT phantom, "
+                                       "built now)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU); default 2")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (numbers are noisier)")
     parser.add_argument("--json", help="also write the raw numbers to this JSON file")
@@ -314,13 +327,19 @@ def main() -> None:
 
             print("building a 4-patient brain-MR phantom ...", file=sys.stderr)
             data_dir = str(build_phantom("brain-mr", Path(scratch) / "brain-mr", patients=4, progress=False))
+        vois_dir = args.vois
+        if not vois_dir and any(r.model == "mcgan3d" for r in train_rows):
+            from pathosynth.data.phantoms import build_phantom
+
+            print("building a 6-patient chest-CT phantom ...", file=sys.stderr)
+            vois_dir = str(build_phantom("chest-ct", Path(scratch) / "chest-ct", patients=6, progress=False))
         print("measuring the conv peak ...", file=sys.stderr)
         peaks = conv_peak(device, repeats=2 if args.quick else 5)
         peak = max(p["gflops_per_s"] for p in peaks)
         results, cache = [], {}
         for row in train_rows:
             print(f"train {row.key} ...", file=sys.stderr)
-            results.append({"kind": "train", **train_row(row, data_dir, device, args.quick, cache)})
+            results.append({"kind": "train", **train_row(row, data_dir, vois_dir, device, args.quick, cache)})
             print(f"  {results[-1]['images_per_s']:.3g} img/s", file=sys.stderr)
         for row in generate_rows:
             print(f"generate {row.key} ...", file=sys.stderr)

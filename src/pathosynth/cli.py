@@ -53,9 +53,9 @@ def _import_with(importer, src, out, options, split, split_file, seed, overwrite
 def cli():
     """pathosynth: pathology-aware generative augmentation of medical images.
 
-    Start with `pathosynth demo`: built-in data -> small GANs -> synthetic images -> memorization
-    audit -> classification experiment, image metrics, t-SNE -> one report (about 16 minutes on a
-    2-core CPU; `--tiny` for a one-minute smoke run).
+    Start with `pathosynth demo`: built-in data -> small GANs -> synthetic images and CT nodules ->
+    memorization audit -> classification experiment, image metrics, t-SNE -> one report (about 20
+    minutes on a 2-core CPU; `--tiny` for a one-minute smoke run).
     """
 
 
@@ -67,11 +67,13 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Rebuild datasets that a previous run already finished.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out, seed, tiny, overwrite, quiet):
-    """Built-in datasets, small GANs on brain MR, synthetic images, audit, experiments and one report.
+    """Built-in datasets, small GANs on brain MR and chest CT, synthetic images, audit, experiments, report.
 
     Builds the built-in datasets (with info and previews), trains a class-conditional DCGAN and a
-    box-conditioned U-Net GAN on brain MR, generates synthetic images, audits them for near-copies,
-    runs the classification experiment, image metrics and t-SNE, and writes OUT/report/report.html.
+    box-conditioned U-Net GAN on brain MR, generates synthetic images, trains a small 3D MCGAN and
+    places one nodule of each size x attenuation kind into a chest CT scan, audits the brain images
+    for near-copies, runs the classification experiment, image metrics and t-SNE, and writes
+    OUT/report/report.html.
     Finished steps are reused and started ones resume.
     """
     from pathosynth.demo import run_demo

@@ -1,7 +1,8 @@
 """`pathosynth demo`: the built-in datasets, built, described and shown; then small GANs trained on
-the brain MR set, and synthetic tumour / non-tumour / box-placed images generated and shown; then
-the synthetic images audited for near-copies, the classification experiment, image metrics and
-t-SNE, and one report over all of it (demo_evaluate.py).
+the brain MR set, and synthetic tumour / non-tumour / box-placed images generated and shown; a small
+3D MCGAN placing nodules of each kind into a chest CT scan (demo_ct.py); then the synthetic images
+audited for near-copies, the classification experiment, image metrics and t-SNE, and one report
+over all of it (demo_evaluate.py).
 
 A dataset folder that a previous run finished is reused (folders appear only when complete), so an
 interrupted demo resumes where it stopped.
@@ -64,6 +65,10 @@ def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: b
 
     click.echo("")
     run_demo_gans(out, out / "brain-mr", seed=seed, tiny=tiny, progress=progress)
+    from pathosynth.demo_ct import run_demo_ct
+
+    click.echo("")
+    run_demo_ct(out, out / "chest-ct", out / "chest-ct-scans", seed=seed, tiny=tiny, progress=progress)
     from pathosynth.demo_evaluate import run_demo_evaluation
 
     click.echo("")
