@@ -53,7 +53,7 @@ def test_shapes_and_tanh_range(side, box, spatial_dims, patches):
     discriminators = MCGANDiscriminators(side, box, TINY["context"], spatial_dims=spatial_dims)
     # 3 PatchGAN layers at 32 (32 // 8 - 2 = 2 patches a side), 2 at 16 (16 // 4 - 2 = 2)
     assert discriminators.context.layers == (3 if side >= 24 else 2)
-    scores = discriminators.context(x[:, :1], out)
+    scores = discriminators.context(x, out)
     assert scores.shape == (2, 1) + (patches,) * spatial_dims
     block = centre_block(out, box)
     assert block.shape == (2, 1) + (box,) * spatial_dims
@@ -151,13 +151,19 @@ def test_conditions_reach_the_nodule_discriminator():
     assert not torch.allclose(scores, nodule(block, _conditions(("medium", "part-solid"), ("small", "solid"))))
 
 
-def test_context_discriminator_sees_the_noise_box_voi():
+def test_context_discriminator_sees_the_noise_box_voi_and_the_conditions():
     torch.manual_seed(0)
     context = ContextDiscriminator(16, TINY["context"], 2)
     voi = _voi(2, 16)
-    first = noise_box_input(voi, 8, generator=torch.Generator().manual_seed(1))
-    second = noise_box_input(voi, 8, generator=torch.Generator().manual_seed(2))
+    conditions = _conditions(("small", "solid"), ("large", "ggn"))
+    first = generator_input(noise_box_input(voi, 8, generator=torch.Generator().manual_seed(1)), conditions)
+    second = generator_input(noise_box_input(voi, 8, generator=torch.Generator().manual_seed(2)), conditions)
     assert not torch.allclose(context(first, voi), context(second, voi))
+    other = generator_input(first[:, :1], _conditions(("medium", "part-solid"), ("small", "solid")))
+    assert not torch.allclose(context(first, voi), context(other, voi))
+    vectors = conditions.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(context(generator_input(first[:, :1], vectors), voi).sum(), vectors)
+    assert (grad.abs().sum(dim=1) > 0).all()
 
 
 # --- randomness -------------------------------------------------------------------------------
@@ -198,8 +204,8 @@ def test_bad_shapes_raise():
         MCGANGenerator(24, 8, TINY["generator"])
     with pytest.raises(ValueError, match="box side"):
         MCGANGenerator(16, 32, TINY["generator"])
-    with pytest.raises(ValueError, match="noise_voi must have shape"):
-        ContextDiscriminator(16, 4, 2)(x, x[:, :1])
+    with pytest.raises(ValueError, match="generator_input must have shape"):
+        ContextDiscriminator(16, 4, 2)(x[:, :1], x[:, :1])
     with pytest.raises(ValueError, match="VOI side >= 24"):
         ContextDiscriminator(16, 4, 3)
     nodule = NoduleDiscriminator(8, 4)

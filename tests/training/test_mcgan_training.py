@@ -42,7 +42,7 @@ def test_run_records_losses_of_both_discriminators_and_exports_the_voi_geometry(
     assert (run / "samples" / "step-0000004.png").is_file()
 
 
-def test_the_context_discriminator_sees_the_noise_box_and_the_nodule_critic_the_conditions(tmp_path, tiny_chest):
+def test_both_discriminators_see_the_conditions_and_the_context_one_the_noise_box(tmp_path, tiny_chest):
     from pathosynth.training.mcgan_run import MCGANRun
 
     seen = {}
@@ -65,7 +65,8 @@ def test_the_context_discriminator_sees_the_noise_box_and_the_nodule_critic_the_
         train(config, tmp_path / "run", progress=False)
     finally:
         MCGANRun._build_networks = original
-    noise_voi, voi = seen["context"]
+    given, voi = seen["context"]
+    noise_voi, tiled = given[:, :1], given[:, 1:]
     centre = (slice(None), slice(None)) + (slice(4, 12),) * 3
     assert noise_voi.shape == voi.shape == (2, 1, 16, 16, 16)
     assert noise_voi[centre].abs().max() <= 0.5 and not torch.equal(noise_voi[centre], voi[centre])
@@ -75,6 +76,8 @@ def test_the_context_discriminator_sees_the_noise_box_and_the_nodule_critic_the_
     block, conditions = seen["nodule"]
     assert block.shape == (2, 1, 8, 8, 8) and conditions.shape == (2, 6)
     assert torch.equal(conditions[:, :3].sum(1), torch.ones(2)) and torch.equal(conditions[:, 3:].sum(1), torch.ones(2))
+    # the context discriminator's pair carries the same conditions, tiled (pix2pix: D sees G's input)
+    assert torch.equal(tiled, conditions[:, :, None, None, None].expand(-1, -1, 16, 16, 16))
 
 
 def test_a_2d_dataset_or_one_without_attenuation_is_refused(tmp_path, tiny_brain):

@@ -10,7 +10,8 @@ are tiled to the VOI's shape and concatenated, giving the 7-channel generator in
   pix2pix there is no z vector: decoder dropout is the randomness, so it stays on at generation
   time (``AlwaysDropout``).
 - ``ContextDiscriminator``: pix2pix's PatchGAN (MONAI's ``PatchDiscriminator``, batch norm) on the
-  noise-box VOI concatenated with a real or composited VOI, trained with least squares.
+  generator's input (noise-box VOI + tiled conditions) concatenated with a real or composited VOI,
+  trained with least squares.
 - ``NoduleDiscriminator``: a WGAN-GP critic on the box^3 nodule block concatenated with its tiled
   conditions; layer norm, not batch norm (see its docstring).
 ``MCGANDiscriminators`` holds the two discriminators as one module.
@@ -259,12 +260,14 @@ class MCGANGenerator(nn.Module):
 # --- discriminators ---------------------------------------------------------------------------
 
 class ContextDiscriminator(nn.Module):
-    """(noise-box VOI, real or composited VOI) -> least-squares patch scores (N, 1, P^d).
+    """(generator input, real or composited VOI) -> least-squares patch scores (N, 1, P^d).
 
-    pix2pix's PatchGAN, MONAI's ``PatchDiscriminator`` (4^d convolutions, LeakyReLU 0.2, batch
-    norm: fine here, least squares has no gradient penalty): ``layers`` stride-2 convolutions, so
-    P = voi_size // 2**layers - 2 per side (voi 64, 3 layers: 6^3). Conditioning on the noise-box
-    VOI lets it judge whether the nodule fits *these* surroundings.
+    pix2pix's discriminator judges (input, output) pairs; here the input is the generator's own:
+    the noise-box VOI and its six tiled conditions (7 channels), so the conditions reach this
+    discriminator too and it judges whether the nodule fits *these* surroundings *and* the classes
+    asked for. MONAI's ``PatchDiscriminator`` (4^d convolutions, LeakyReLU 0.2, batch norm: fine
+    here, least squares has no gradient penalty): ``layers`` stride-2 convolutions, so
+    P = voi_size // 2**layers - 2 per side (voi 64, 3 layers: 6^3).
     """
 
     def __init__(self, voi_size: int = 64, width: int = 32, layers: int = 3, spatial_dims: int = 3):
@@ -276,20 +279,21 @@ class ContextDiscriminator(nn.Module):
             raise ValueError(f"a {layers}-layer PatchGAN needs a VOI side >= {3 * 2 ** layers}, "
                              f"got {voi_size}: use fewer layers")
         self.voi_size, self.layers = voi_size, layers
+        self.in_channels = 1 + len(CONDITIONS) + 1
         self.net = PatchDiscriminator(
-            spatial_dims=spatial_dims, channels=width, in_channels=2, out_channels=1, num_layers_d=layers,
-            kernel_size=4, activation=LEAKY, norm="BATCH", bias=False, padding=1, dropout=0.0)
+            spatial_dims=spatial_dims, channels=width, in_channels=self.in_channels, out_channels=1,
+            num_layers_d=layers, kernel_size=4, activation=LEAKY, norm="BATCH", bias=False, padding=1, dropout=0.0)
 
     @property
     def patches(self) -> int:
         """Patch scores along one side."""
         return self.voi_size // 2 ** self.layers - 2
 
-    def forward(self, noise_voi: torch.Tensor, voi: torch.Tensor) -> torch.Tensor:
-        _check_cube(noise_voi, 1, self.voi_size, self.spatial_dims, "noise_voi")
+    def forward(self, generator_input: torch.Tensor, voi: torch.Tensor) -> torch.Tensor:
+        _check_cube(generator_input, 1 + len(CONDITIONS), self.voi_size, self.spatial_dims, "generator_input")
         _check_cube(voi, 1, self.voi_size, self.spatial_dims, "voi")
         # MONAI returns the intermediate features followed by the output: keep the output.
-        return self.net(torch.cat([noise_voi, voi.to(noise_voi.dtype)], dim=1))[-1]
+        return self.net(torch.cat([generator_input, voi.to(generator_input.dtype)], dim=1))[-1]
 
 
 class NoduleDiscriminator(nn.Module):

@@ -3,9 +3,10 @@
 Everything but the step is `_Run`'s: checkpoints, resume, EMA, NaN stop, DDP, logging. A step:
 the training VOIs (flipped at random) get their central nodule box replaced by noise; the
 generator, given that and the six condition channels, inpaints the box; the composite (real
-surroundings, generated box) goes to the context discriminator (least squares, on the pair with
-the noise-box VOI, targets swapped once in three as the paper does) and the box alone, with its
-conditions, to the nodule discriminator (WGAN-GP). Every random draw (flips, noise, swaps,
+surroundings, generated box) goes to the context discriminator (least squares, paired with the
+generator's input as in pix2pix: the noise-box VOI and the conditions; targets swapped once in
+three as the paper does) and the box alone, with its conditions, to the nodule discriminator
+(WGAN-GP). Every random draw (flips, noise, swaps,
 dropout) comes from the torch RNG that the checkpoint keeps, so a resumed run continues exactly.
 """
 
@@ -35,9 +36,9 @@ class MCGANCritic(nn.Module):
         self.discriminators = discriminators
         self.gp_weight = gp_weight
 
-    def forward(self, noise_voi, real_voi, fake_voi, real_box, fake_box, conditions, swap: bool):
+    def forward(self, given, real_voi, fake_voi, real_box, fake_box, conditions, swap: bool):
         context, nodule = self.discriminators.context, self.discriminators.nodule
-        real_scores, fake_scores = context(noise_voi, real_voi).float(), context(noise_voi, fake_voi).float()
+        real_scores, fake_scores = context(given, real_voi).float(), context(given, fake_voi).float()
         if swap:  # the paper's label flipping: real judged as synthetic and vice versa, this step
             real_scores, fake_scores = fake_scores, real_scores
         context_loss = losses.least_squares_d(real_scores, fake_scores)
@@ -89,16 +90,15 @@ class MCGANRun(_Run):
         self.discriminator.requires_grad_(True)
         for critic_step in range(config.critic_steps):
             real, conditions = self._draw()
-            noise_voi = noise_box_input(real, config.nodule_box)
+            given = generator_input(noise_box_input(real, config.nodule_box), conditions)
             swap = bool(torch.rand(()) < config.label_flip)
             last = critic_step == config.critic_steps - 1
             with torch.set_grad_enabled(last), self.autocast:
-                generated = (self.generator_ddp if last else self.generator)(
-                    generator_input(noise_voi, conditions))
+                generated = (self.generator_ddp if last else self.generator)(given)
             fake_box = generated[self.centre].float()
             real_box = real[self.centre]
             with self.autocast:
-                d_parts = self.critic(noise_voi, real, paste_centre(real, fake_box.detach(), config.nodule_box),
+                d_parts = self.critic(given, real, paste_centre(real, fake_box.detach(), config.nodule_box),
                                       real_box, fake_box.detach(), conditions, swap)
             self.opt_d.zero_grad(set_to_none=True)
             d_parts[0].backward()
@@ -106,7 +106,7 @@ class MCGANRun(_Run):
         self.discriminator.requires_grad_(False)
         with self.autocast:
             fake_voi = paste_centre(real, fake_box, config.nodule_box)
-            context_g = losses.least_squares_g(self.discriminator.context(noise_voi, fake_voi).float())
+            context_g = losses.least_squares_g(self.discriminator.context(given, fake_voi).float())
             nodule_g = losses.wasserstein_g(self.discriminator.nodule(fake_box, conditions).float())
         l1 = (fake_box - real_box.float()).abs().mean()
         g_total = context_g + nodule_g + config.l1_weight * l1
