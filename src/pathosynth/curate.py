@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +72,7 @@ from pathosynth.evaluate.features import (
     nearest_neighbours,
     open_2d_dataset,
 )
+from pathosynth.outputs import building, refuse_existing
 
 AUDIT_FORMAT = "pathosynth-audit"
 AUDIT_VERSION = 1
@@ -301,8 +300,7 @@ def audit(train: str | Path, synthetic: str | Path, out: str | Path, settings: A
     settings = settings or AuditSettings()
     settings.check()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    refuse_existing(out, overwrite)
     real = open_2d_dataset(train, "--train", "the memorization audit compares")
     fake = open_2d_dataset(synthetic, "--synthetic", "the memorization audit compares")
     train_set = _Set(real, real.select(split="train"))
@@ -344,19 +342,10 @@ def audit(train: str | Path, synthetic: str | Path, out: str | Path, settings: A
     report = _report(train_set, held_set, syn_set, held_matches, syn_matches, held_flags, syn_flags, thresholds,
                      settings)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with building(out, overwrite=True) as tmp:  # refuse_existing ran above, before the long work
         (tmp / "audit.json").write_text(json.dumps(report, indent=2) + "\n")
         closest_pairs_figure(report, train_set.dataset, syn_set.dataset, tmp / "closest-pairs.png",
                              settings.gallery, settings.pixel_size)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 

@@ -23,6 +23,7 @@ from pathosynth import __version__
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.inspect import show_dataset
 from pathosynth.errors import UserError
+from pathosynth.outputs import building, refuse_existing
 from pathosynth.report_render import Block, Checklist, Heading, Image, Paragraph, Table, markdown_blocks, \
     to_html, to_markdown
 
@@ -229,14 +230,11 @@ def report(folders: list[str | Path], out: str | Path, *, title: str = "pathosyn
     out = Path(out)
     if not folders:
         raise UserError("give at least one folder to report on (datasets, runs, audits, evaluate outputs)")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists; pass --overwrite to replace it or choose another --out")
+    refuse_existing(out, overwrite)
     kinds = [(Path(folder), folder_kind(Path(folder))) for folder in folders]
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / "figures").mkdir(parents=True)
-    try:
-        body = _Report(partial)
+    with building(out, overwrite=True) as tmp:
+        (tmp / "figures").mkdir()
+        body = _Report(tmp)
         for kind in KINDS:  # the flow's order, whatever the order given
             for path, found in kinds:
                 if found != kind:
@@ -264,15 +262,9 @@ def report(folders: list[str | Path], out: str | Path, *, title: str = "pathosyn
             *[Paragraph(f"**{answer}**") for answer in body.facts["answers"]],
             Heading("Checklist"), _checklist(body.facts)]
         blocks = intro + body.blocks
-        (partial / "report.md").write_text(to_markdown(title, blocks))
-        (partial / "report.html").write_text(to_html(title, blocks))
-        (partial / "report.json").write_text(json.dumps({"created": created, "pathosynth": __version__,
-                                                        "folders": [{"path": str(p), "kind": k} for p, k in kinds],
-                                                        "facts": body.facts}, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        partial.rename(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        (tmp / "report.md").write_text(to_markdown(title, blocks))
+        (tmp / "report.html").write_text(to_html(title, blocks))
+        (tmp / "report.json").write_text(json.dumps({"created": created, "pathosynth": __version__,
+                                                    "folders": [{"path": str(p), "kind": k} for p, k in kinds],
+                                                    "facts": body.facts}, indent=2) + "\n")
     return out

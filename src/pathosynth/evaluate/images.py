@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 import warnings
 import zlib
@@ -69,6 +67,7 @@ from pathosynth.evaluate.features import (
     resize_images,
 )
 from pathosynth.evaluate.stats import frechet_distance, kernel_inception_distance, precision_recall
+from pathosynth.outputs import building, refuse_existing
 from pathosynth.runtime import software_versions
 
 METRICS_FORMAT = "pathosynth-image-metrics"
@@ -284,8 +283,7 @@ def evaluate_images(real: str | Path, synthetic: Sequence[str | Path], out: str 
     settings = settings or ImageMetricsSettings()
     settings.check()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    refuse_existing(out, overwrite)
     if not synthetic:
         raise UserError("give at least one --synthetic dataset folder")
     real_ds = open_dataset(real, "--real")
@@ -512,18 +510,9 @@ def _json_safe(value):
 
 
 def _write(out: Path, report: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with building(out, overwrite=True) as tmp:  # the caller ran refuse_existing before the long work
         (tmp / "image-metrics.json").write_text(json.dumps(_json_safe(report), indent=2) + "\n")
         (tmp / "image-metrics.md").write_text(format_markdown(report))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,9 +29,7 @@ settings, counts, notes, versions) and `tsne.md` (a short summary for reports).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -54,6 +52,7 @@ from pathosynth.evaluate.images import (
     stable_rng,
     train_encoder,
 )
+from pathosynth.outputs import building, refuse_existing
 from pathosynth.runtime import software_versions
 
 TSNE_FORMAT = "pathosynth-tsne"
@@ -124,8 +123,7 @@ def evaluate_tsne(real: str | Path, synthetic: Sequence[str | Path] = (), out: s
     settings = settings or TsneSettings()
     settings.check()
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    refuse_existing(out, overwrite)
     real_ds = open_dataset(real, "--real")
     syn_paths = [Path(p) for p in synthetic]
     syn_ds = [open_dataset(p, "--synthetic") for p in syn_paths]
@@ -299,11 +297,7 @@ def format_markdown(report: dict, order: Sequence[str]) -> str:
 def _write(out: Path, report: dict, order: Sequence[str]) -> None:
     from matplotlib.figure import Figure
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tmp.mkdir()
+    with building(out, overwrite=True) as tmp:  # the caller ran refuse_existing before the long work
         embeddings = report["embeddings"]
         for label, embedding in embeddings.items():
             figure = Figure(figsize=(5, 5))
@@ -320,8 +314,3 @@ def _write(out: Path, report: dict, order: Sequence[str]) -> None:
         figure.savefig(tmp / "tsne.png", dpi=120)
         (tmp / "tsne.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "tsne.md").write_text(format_markdown(report, order))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
