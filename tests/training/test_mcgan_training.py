@@ -91,3 +91,23 @@ def test_a_2d_dataset_or_one_without_attenuation_is_refused(tmp_path, tiny_brain
 def test_bad_settings_end_in_one_clear_sentence(tiny_chest, overrides, message):
     with pytest.raises(UserError, match=message):
         make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), **overrides)
+
+
+def test_two_process_ddp_run_with_torchrun_and_gloo(tmp_path, tiny_chest):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATHOSYNTH_THREADS": "1"}
+    result = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pathosynth", "train",
+                             "--model", "mcgan3d", "--preset", "tiny", "--data", str(tiny_chest[0]), "--out", str(out),
+                             "--steps", "3", "--quiet"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in (out / "log.txt").read_text()
+    state = _state(out)
+    assert state["step"] == 3 and state["world"] == 2 and len(state["rng"]) == 2
+    records = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert records[-1]["images_shown"] == 3 * 2 * 2  # batch 2 on each process
