@@ -125,7 +125,7 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
     if per_scan < 1:
         raise UserError(f"--per-scan must be at least 1, got {per_scan}")
     if not (0 <= shift <= 0.5 and 0 <= zoom <= 0.5):
-        raise UserError(f"--shift {shift} / --jitter-zoom {zoom}: keep both in 0-0.5 (the paper uses 0.1)")
+        raise UserError(f"--jitter shift={shift},zoom={zoom}: keep both in 0-0.5 (the paper uses 0.1)")
     if size is not None or attenuation is not None:
         check_condition(size or SIZES[0], attenuation or ATTENUATIONS[0])
     inpainter = load_inpainter(run)
