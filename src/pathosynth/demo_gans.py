@@ -51,7 +51,8 @@ def _train_or_resume(config, run_dir: Path, progress: bool) -> None:
     if (run_dir / "config.json").is_file():
         resume_run(run_dir, progress=progress)
     else:
-        click.echo(f"{run_dir.name}: training {config.model} ({config.steps} steps, {config.resolution} px)")
+        size = f"{config.resolution}^3 VOIs" if config.model == "mcgan3d" else f"{config.resolution} px"
+        click.echo(f"{run_dir.name}: training {config.model} ({config.steps} steps, {size})")
         train(config, run_dir, progress=progress)
 
 
