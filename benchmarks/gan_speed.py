@@ -365,7 +365,11 @@ def main() -> None:
         print(f"WARNING: other processes kept {others:.1f} of {os.cpu_count()} cores busy: these timings are "
               "slower than on an idle machine (with 2 threads on 2 cores, several times slower); "
               "run again when the machine is idle")
-    print(f"data: {args.data or 'brain-mr phantom, 4 patients'}; {'quick' if args.quick else 'full'} run")
+    volumes = any(r.model == "mcgan3d" for r in train_rows)
+    flat = any(r.model != "mcgan3d" for r in train_rows)
+    data = ([args.data or "brain-mr phantom, 4 patients"] if flat else []) + \
+        ([args.vois or "chest-ct phantom VOIs, 6 patients"] if volumes else [])
+    print(f"data: {', '.join(data) or 'none (generation only)'}; {'quick' if args.quick else 'full'} run")
     print("conv peak (dense conv2d forward + backward, best of repeats at the start and the end): "
           + "; ".join(f"{p['workload']} {p['format']} {p['gflops_per_s']:.1f} GFLOP/s" for p in peaks)
           + f" -> peak {peak:.1f} GFLOP/s")
