@@ -4,7 +4,7 @@ Judges, each checked on real nodules first:
 - a small 3D CNN (MONAI `Classifier`, two 3-way heads: size class and attenuation class) trained on
   the real training split's central nodule boxes, with flips; its accuracy on the real val+test
   nodules is the ceiling a generator can show;
-- size only, without learning: the equivalent-sphere diameter of the blob at the box centre
+- size only, without learning: the diameter from the radial profile at the box centre
   (`pathosynth.generate_ct.measure_diameter`), put in its class (<= 10, <= 20, > 20 mm).
 
 Generated: every real val+test VOI's surroundings, inpainted once for each of the nine

@@ -201,3 +201,18 @@ def test_bad_positions_conditions_runs_and_volumes_end_in_one_clear_sentence(
     brain_run = train(make_config("dcgan", "tiny", data=str(tiny_brain), steps=1), tmp_path / "dcgan", progress=False)
     _assert_clean_failure(run("generate", str(brain_run), "--ct", str(scan_path), "--at", at, *common),
                           "not a 3D MCGAN run")
+
+
+@pytest.mark.parametrize("diameter", [6.0, 12.0, 24.0])
+@pytest.mark.parametrize("nodule_hu", [40.0, -550.0])  # solid, ground glass
+def test_the_measured_diameter_of_a_drawn_sphere_crossed_by_a_vessel(diameter, nodule_hu):
+    from pathosynth.generate_ct import measure_diameter
+
+    side = 32
+    z, y, x = np.indices((side,) * 3) - side // 2  # 1 mm voxels, centre voxel at 0
+    block = np.full((side,) * 3, -850.0)
+    block[np.sqrt(z ** 2 + y ** 2 + x ** 2) <= diameter / 2] = nodule_hu
+    block[(np.sqrt(y ** 2 + (x - 2) ** 2) <= 1.5)] = 30.0  # a vessel running through, along z
+    assert abs(measure_diameter(block, 1.0) - diameter) <= 1.0
+    assert abs(measure_diameter(block, 0.5) - diameter / 2) <= 0.5  # the same voxels, half the spacing
+    assert measure_diameter(np.full((side,) * 3, -850.0), 1.0) is None  # nothing there
