@@ -286,7 +286,8 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
               help="3D MCGAN runs: the CT scan to place nodules into (.mhd, .nii.gz, ... or a DICOM folder).")
 @click.option("--at", multiple=True,
               help="With --ct: a nodule's centre, 'x,y,z' in voxels (column, row, slice) or 'x,y,z,world' in "
-                   "LPS mm; repeat for several nodules.")
+                   "LPS mm (write --at=-80,20,-150,world when the first value is negative); repeat for several "
+                   "nodules.")
 @click.option("--size", "sizes", multiple=True, help="3D MCGAN: small (<= 10 mm), medium or large (> 20 mm); "
               "one for all --at or one per --at [with --scans: each real nodule's own].")
 @click.option("--attenuation", "attenuations", multiple=True,
