@@ -232,6 +232,8 @@ def show(dataset, out, count, split, label, channel, seed):
               help="DiffAugment policy for D, e.g. brightness,contrast,translation,cutout ('' for none).")
 @click.option("--spectral-norm/--no-spectral-norm", default=None,
               help="DCGAN/WGAN: spectrally normalise D's convolutions (beyond the papers; less mode collapse).")
+@click.option("--nodule-box", type=int, default=None,
+              help="mcgan3d: side of the inpainted central box in VOI voxels [default: 32, in a 64 VOI].")
 @click.option("--l1-weight", type=float, default=None,
               help="unet-cgan / mcgan3d: weight of the L1 term to the real image [mcgan3d: 0, off; the paper's "
                    "alternative is 100].")
@@ -241,8 +243,8 @@ def show(dataset, out, count, split, label, channel, seed):
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
-          latent_dim, phase_steps, diffaugment, spectral_norm, l1_weight, sample_every, checkpoint_every, split, seed,
-          quiet):
+          latent_dim, phase_steps, diffaugment, spectral_norm, nodule_box, l1_weight, sample_every, checkpoint_every,
+          split, seed, quiet):
     """Train a GAN on a dataset folder into a run folder (config, stats, checkpoints, samples).
 
     Ctrl-C writes a checkpoint; `--resume RUN` continues exactly. Several GPUs or nodes:
@@ -262,7 +264,8 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
         config = make_config(model, preset, data=str(data), classes=classes, label=label, boxes=boxes,
                              resolution=resolution, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d, width=width,
                              latent_dim=latent_dim, phase_steps=phase_steps, diffaugment=diffaugment,
-                             spectral_norm=spectral_norm, l1_weight=l1_weight, sample_every=sample_every,
+                             spectral_norm=spectral_norm, nodule_box=nodule_box, l1_weight=l1_weight,
+                             sample_every=sample_every,
                              checkpoint_every=checkpoint_every, split=split, seed=seed)
         path = train_run(config, out, progress=not quiet)
     click.echo(f"trained {path} (generator: {path}/checkpoints/generator.pt; samples: {path}/samples)")
