@@ -38,9 +38,9 @@ from pathosynth.errors import UserError
 from pathosynth.inpaint import Inpainter, check_condition, load_inpainter
 from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
 from pathosynth.outputs import building
-from pathosynth.placement import (NoduleAnnotation, check_inside_lungs, check_spacing, extract_voi, jitter_position, lung_mask,
-                                  nodule_box, parse_position, paste_block, position_units, random_lung_positions,
-                                  write_luna16_csv)
+from pathosynth.placement import (NoduleAnnotation, check_inside_lungs, check_spacing, extract_voi, jitter_position,
+                                  lung_mask, nodule_box, parse_position, paste_block, position_units,
+                                  random_lung_positions, write_luna16_csv)
 from pathosynth.runtime import software_versions
 
 PLACEMENT_FORMAT = "pathosynth-nodule-placement"
