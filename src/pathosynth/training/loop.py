@@ -161,8 +161,8 @@ class _Run:
         self.generator.to(memory_format=self.memory_format)
         self.discriminator.to(memory_format=self.memory_format)
         self.ema = EMA(self.generator, config.ema_decay)
-        self.opt_g = make_optimizer(config, self.generator.parameters(), config.lr_g)
-        self.opt_d = make_optimizer(config, self.discriminator.parameters(), config.lr_d)
+        self.opt_g = _optimizer(config, self.generator.parameters(), config.lr_g)
+        self.opt_d = _optimizer(config, self.discriminator.parameters(), config.lr_d)
         self.generator_ddp = distributed.wrap(self.generator, processes)
         self.sampler = BatchSampler(len(data.images), config.batch, config.seed, processes.rank, processes.world)
         self.step = 0
@@ -309,7 +309,7 @@ class _Run:
                  self.out / "samples" / f"step-{self.step:07d}.png", self.fixed_box_lists)
 
 
-def make_optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
+def _optimizer(config: TrainConfig, params, lr: float) -> torch.optim.Optimizer:
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, betas=tuple(config.betas), eps=1e-8)
