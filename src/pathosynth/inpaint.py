@@ -39,10 +39,9 @@ class Inpainter:
         if voi_hu.shape != (self.voi_size,) * 3:
             raise ValueError(f"VOI must be {self.voi_size}^3, got {voi_hu.shape}")
         low, high = self.intensity.low_clip, self.intensity.high_clip
-        voi = self.intensity.normalise(torch.from_numpy(np.clip(voi_hu, low, high).astype(np.float32)))
-        voi = voi[None, None].to(self.device)
-        noise = torch.Generator().manual_seed(int(seed))
-        noise_voi = noise_box_input(voi.cpu(), self.box, generator=noise).to(self.device)
+        voi = self.intensity.normalise(torch.from_numpy(np.clip(voi_hu, low, high).astype(np.float32)))[None, None]
+        # the noise from a CPU generator: the same seed gives the same noise box on any device
+        noise_voi = noise_box_input(voi, self.box, generator=torch.Generator().manual_seed(int(seed))).to(self.device)
         conditions = condition_vector(size, attenuation)[None].to(self.device)
         x = generator_input(noise_voi, conditions)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
