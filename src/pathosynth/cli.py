@@ -54,7 +54,7 @@ def cli():
     """pathosynth: pathology-aware generative augmentation of medical images.
 
     Start with `pathosynth demo`: built-in data -> small GANs -> synthetic images and CT nodules ->
-    memorization audit -> classification experiment, image metrics, t-SNE -> one report (about 20
+    memorization audit -> classification experiment, image metrics, t-SNE -> one report (about 19
     minutes on a 2-core CPU; `--tiny` for a one-minute smoke run).
     """
 
