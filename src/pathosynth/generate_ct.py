@@ -98,11 +98,14 @@ def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[
                                                            disable=not progress)):
         array, nodule = _place_one(inpainter, _with_array(scan, array), centre, size, attenuation, seed + i, zoom)
         placed.append(nodule)
-    uid = _synthetic_uid(ct, inpainter.sha256, [n.record(scan) for n in placed])
+    source_sha, records = _file_sha256(ct), [n.record(scan) for n in placed]
+    uid = _synthetic_uid(source_sha, inpainter.sha256, records)
     with building(out, overwrite) as tmp:
         name = _write_volume(tmp, uid, scan, array, ct)
-        _write_annotations(tmp / "annotations.csv", [(uid, scan, placed)], real_rows=[])
-        _write_record(tmp / "nodules.json", inpainter, run, [(uid, name, _file_sha256(ct), scan, placed)])
+        _write_annotations(tmp / "annotations.csv", uid, scan, placed)
+        record = _provenance(inpainter, run)
+        record["scans"] = [{"uid": uid, "file": name, "source_sha256": source_sha, "nodules": records}]
+        (tmp / "nodules.json").write_text(json.dumps(record, indent=2) + "\n")
         _preview(tmp / "preview.png", scan, array, placed)
     return out
 
@@ -157,11 +160,12 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
                 placed, array = _add_random(inpainter, scan, scans[uid], per_scan, size, attenuation, rng,
                                             seed * 1_000_003 + number * 1000)
                 real_rows = by_scan[uid]
-            new_uid = _synthetic_uid(scans[uid], inpainter.sha256, [n.record(scan) for n in placed] + [copy])
+            source_sha, records = _file_sha256(scans[uid]), [n.record(scan) for n in placed]
+            new_uid = _synthetic_uid(source_sha, inpainter.sha256, records + [copy])
             (tmp / "subset0").mkdir(exist_ok=True)
             name = _write_volume(tmp / "subset0", new_uid, scan, array, scans[uid])
             job = {"job": f"{uid}/{copy}", "uid": new_uid, "file": f"subset0/{name}",
-                   "source_sha256": _file_sha256(scans[uid]), "nodules": [n.record(scan) for n in placed],
+                   "source_sha256": source_sha, "nodules": records,
                    "real_nodules": [{"world_mm": list(r.world), "diameter_mm": r.diameter_mm,
                                      "attenuation": r.attenuation, "size": r.size} for r in real_rows]}
             with (tmp / "jobs.jsonl").open("a") as handle:  # one line per finished scan: the resume point
@@ -301,10 +305,10 @@ def _write_volume(folder: Path, uid: str, scan: MedicalImage, array: np.ndarray,
     return name
 
 
-def _synthetic_uid(source: Path, checkpoint_sha: str, what: list) -> str:
-    """A DICOM-style UUID-derived uid (2.25.N) from the source file, the model and the nodules: the
-    same command always names its output the same, and nothing of the source's uid is kept."""
-    digest = hashlib.sha256(json.dumps([_file_sha256(source), checkpoint_sha, what], default=str).encode())
+def _synthetic_uid(source_sha: str, checkpoint_sha: str, what: list) -> str:
+    """A DICOM-style UUID-derived uid (2.25.N) from the source file's hash, the model and the nodules:
+    the same command always names its output the same, and nothing of the source's uid is kept."""
+    digest = hashlib.sha256(json.dumps([source_sha, checkpoint_sha, what], default=str).encode())
     return "2.25." + str(int(digest.hexdigest()[:30], 16))
 
 
@@ -326,13 +330,9 @@ def _csv_row(uid: str, world, diameter: float, attenuation: str | None, syntheti
     return NoduleAnnotation(uid, tuple(float(v) for v in world), float(diameter), attenuation, synthetic)
 
 
-def _write_annotations(path: Path, scans: list, real_rows: list) -> None:
-    rows = list(real_rows)
-    for uid, scan, placed in scans:
-        for nodule in placed:
-            rows.append(_csv_row(uid, scan.index_to_world(nodule.centre_index), nodule.diameter_mm,
-                                 nodule.attenuation, True))
-    write_luna16_csv(path, rows)
+def _write_annotations(path: Path, uid: str, scan: MedicalImage, placed: list[PlacedNodule]) -> None:
+    write_luna16_csv(path, [_csv_row(uid, scan.index_to_world(n.centre_index), n.diameter_mm, n.attenuation, True)
+                            for n in placed])
 
 
 def _provenance(inpainter: Inpainter, run) -> dict:
@@ -341,13 +341,6 @@ def _provenance(inpainter: Inpainter, run) -> dict:
             "voi": {"size": inpainter.voi_size, "box": inpainter.box, "spacing_mm": inpainter.spacing_mm},
             "box_convention": BOX_CONVENTION, "pathosynth": __version__, "command": " ".join(sys.argv),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": software_versions()}
-
-
-def _write_record(path: Path, inpainter: Inpainter, run, scans: list) -> None:
-    record = _provenance(inpainter, run)
-    record["scans"] = [{"uid": uid, "file": name, "source_sha256": source_sha,
-                        "nodules": [n.record(scan) for n in placed]} for uid, name, source_sha, scan, placed in scans]
-    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _preview(path: Path, scan: MedicalImage, after: np.ndarray, placed: list[PlacedNodule]) -> None:
