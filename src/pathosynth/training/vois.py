@@ -68,7 +68,7 @@ def load_voi_set(config: TrainConfig, progress: bool = True) -> VoiSet:
     stacked = torch.stack(images)[:, None]
     if not torch.isfinite(stacked).all():
         raise UserError(f"{config.data}: some VOIs hold NaN or infinite values; re-import the dataset")
-    side = dataset.read(samples[0]).shape[-1]
+    side = array.shape[-1]  # the stored VOIs' side (all cubes of one size: the importer cut them)
     spacing = samples[0].spacing or info.spacing
     scale = side / config.resolution
     return VoiSet(images=VOI_INTENSITY.normalise(stacked), conditions=torch.stack(conditions),
