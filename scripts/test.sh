@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the test suite.
+# Set up (if needed) and run the test suite: the virtualenv, then PostgreSQL and Chromium from
+# Debian's packages for the reader app's tests (scripts/services.sh), then pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+PATHOSYNTH_TEST_POSTGRES_URL=$(bash scripts/services.sh)
+export PATHOSYNTH_TEST_POSTGRES_URL
 exec .venv/bin/python -m pytest -q "$@"

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from pathosynth import __version__
+from pathosynth.cli_serve import admin, serve
 from pathosynth.errors import UserError
 
 
@@ -581,6 +582,10 @@ def report_command(folders, out, title, seed, overwrite):
 
     path = report(list(folders), out, title=title, seed=seed, overwrite=overwrite)
     click.echo(f"wrote {path / 'report.html'} (and report.md, report.json)")
+
+
+cli.add_command(serve)
+cli.add_command(admin)
 
 
 def main(argv: list[str] | None = None) -> None:
