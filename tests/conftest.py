@@ -27,3 +27,25 @@ def tiny_chest(tmp_path_factory):
     root = tmp_path_factory.mktemp("chest")
     vois = build_phantom("chest-ct", root / "vois", patients=6, tiny=True, keep_raw=root / "raw", progress=False)
     return vois, root / "raw"
+
+
+@pytest.fixture(scope="session")
+def teaching_runs(tmp_path_factory, tiny_brain, tiny_chest):
+    """Tiny trained runs of each kind a teaching session can use: class-conditional and per-class
+    DCGAN, box-conditioned CPGGAN, 3D MCGAN."""
+    import torch
+
+    from pathosynth.config import make_config
+    from pathosynth.training.loop import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("teaching-runs")
+    return {
+        "dcgan": train(make_config("dcgan", "tiny", data=str(tiny_brain)), root / "dcgan", progress=False),
+        "separate": train(make_config("dcgan", "tiny", data=str(tiny_brain), classes="separate"), root / "separate",
+                          progress=False),
+        "cpggan": train(make_config("pggan", "tiny", data=str(tiny_brain), boxes=True), root / "cpggan",
+                        progress=False),
+        "mcgan": train(make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), steps=4), root / "mcgan",
+                       progress=False),
+    }

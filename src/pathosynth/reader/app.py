@@ -52,25 +52,27 @@ class Limits:
 class AppState:
     sessions: sessionmaker
     secret: str
-    # path of a run or pool folder -> case maker; injected so this package never imports torch
-    load_maker: Callable[[str], object] | None
+    # (run or pool folder, options such as base_scans=...) -> case maker; injected so that this
+    # package never imports torch
+    load_maker: Callable[..., object] | None
     data_root: Path
     limits: Limits
     makers: dict = field(default_factory=dict)
     maker_lock: threading.Lock = field(default_factory=threading.Lock)
     generation_slots: threading.BoundedSemaphore | None = None
 
-    def maker(self, path: str):
+    def maker(self, path: str, base_scans: str | None = None):
         if self.load_maker is None:
             raise UserError("this server was started without teaching support; restart `pathosynth serve` "
                             "from an installation with the GAN engine")
+        options = {"base_scans": base_scans} if base_scans else {}
         with self.maker_lock:
-            if path not in self.makers:
-                self.makers[path] = self.load_maker(path)
-            return self.makers[path]
+            if (path, base_scans) not in self.makers:
+                self.makers[path, base_scans] = self.load_maker(path, **options)
+            return self.makers[path, base_scans]
 
 
-def create_app(database_url: str, *, load_maker: Callable[[str], object] | None = None,
+def create_app(database_url: str, *, load_maker: Callable[..., object] | None = None,
                data_root: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
     _engine, sessions = open_database(database_url)
     with sessions() as session:

@@ -81,14 +81,14 @@ def new_study(request: Request, kind: str = "vtt", session: Session = Depends(db
                 survey_template=studies.SURVEY_TEMPLATE, data_root=state_of(request).data_root)
 
 
-def _folder(request: Request, text: str) -> str:
+def _folder(request: Request, text: str, file_ok: bool = False) -> str:
     """A dataset or run folder the admin typed, which must lie inside the server's data root."""
     root = state_of(request).data_root
     path = (root / text.strip()).resolve()
     if not text.strip() or not path.is_relative_to(root):
         raise UserError(f"{text!r}: give a folder inside the server's data root {root}")
-    if not path.is_dir():
-        raise UserError(f"{path}: no such folder; give a dataset folder made by pathosynth")
+    if not (path.is_dir() or (file_ok and path.is_file())):
+        raise UserError(f"{path}: no such folder; give a folder made by pathosynth")
     return str(path)
 
 
@@ -153,12 +153,14 @@ def parse_items(text: str) -> list[dict]:
 
 
 @router.post("/studies/teaching")
-def create_teaching(request: Request, name: str = Form(""), source: str = Form(""), quiz_length: int = Form(10),
+def create_teaching(request: Request, name: str = Form(""), source: str = Form(""), base_scans: str = Form(""),
+                    quiz_length: int = Form(10),
                     atypical_share: float = Form(0.15), csrf: str = Form(""), session: Session = Depends(db)):
     check_admin_csrf(request, session, csrf)
     from pathosynth.reader.teaching import create_teaching_study
 
     study = create_teaching_study(session, state_of(request), name, _folder(request, source),
+                                  base_scans=_folder(request, base_scans, file_ok=True) if base_scans.strip() else None,
                                   quiz_length=quiz_length, atypical_share=atypical_share)
     return _see_other(f"/admin/studies/{study.id}")
 

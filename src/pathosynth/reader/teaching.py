@@ -26,17 +26,18 @@ TEACHING_COLUMNS = ("reader", "reader_id", "case", "mode", "label", "attributes"
                     "created_at", "answered_at", "seed", "model", "checkpoint_sha256")
 
 
-def create_teaching_study(session: Session, state, name: str, source: str, *, quiz_length: int = 10,
-                          atypical_share: float = 0.15) -> Study:
-    """A teaching study on a trained run or a pool of synthetic images (`source`, a folder)."""
+def create_teaching_study(session: Session, state, name: str, source: str, *, base_scans: str | None = None,
+                          quiz_length: int = 10, atypical_share: float = 0.15) -> Study:
+    """A teaching study on a trained run or a pool of synthetic images (`source`, a folder); a 3D
+    nodule run also needs the CT scans its nodules are placed into (`base_scans`)."""
     if not 1 <= quiz_length <= 200:
         raise UserError("a quiz has 1 to 200 questions")
     if not 0.0 <= atypical_share <= 1.0:
         raise UserError("the atypical share is a fraction from 0 to 1 (the paper's students saw ~0.15)")
-    description = state.maker(source).describe()
+    description = state.maker(source, base_scans).describe()
     study = Study(name=name.strip() or "Teaching", kind="teaching", questions=[],
                   classes=list(description["classes"]),
-                  settings={"source": source, "quiz_length": quiz_length, "atypical_share": atypical_share,
+                  settings={"source": source, "base_scans": base_scans, "quiz_length": quiz_length, "atypical_share": atypical_share,
                             "maker": description, "quiz_asks": quiz_question(description)})
     session.add(study)
     session.commit()
@@ -48,8 +49,10 @@ def quiz_question(description: dict) -> str:
     (a nodule's attenuation, say)."""
     if len(description["classes"]) > 1:
         return "label"
-    for name, values in description.get("attributes", {}).items():
-        if len(values) > 1:
+    attributes = description.get("attributes", {})
+    # attenuation first: telling a ground-glass from a solid nodule is what a reader learns to do
+    for name in sorted(attributes, key=lambda name: name != "attenuation"):
+        if len(attributes[name]) > 1:
             return name
     raise UserError("this source has one class and no attribute to ask about; a quiz needs a choice")
 
@@ -81,14 +84,15 @@ def _made(session: Session, state, reader: Reader, mode: str, make) -> TeachingC
         raise HTTPException(status_code=429, headers={"Retry-After": "30"},
                             detail="The server is busy making other cases; ask again in half a minute.")
     try:
-        made = make(state.maker(reader.study.settings["source"]))
+        settings = reader.study.settings
+        made = make(state.maker(settings["source"], settings.get("base_scans")))
     finally:
         state.generation_slots.release()
     render = dict(dimensionality=made.dimensionality, intensity_unit=made.intensity_unit, modality=made.modality,
                   spacing=made.spacing, boxes=made.boxes)
     case = TeachingCase(reader_id=reader.id, mode=mode, label=made.label, attributes=dict(made.attributes),
                         boxes=[list(map(float, box)) for box in made.boxes], typical=bool(made.typical),
-                        provenance=dict(made.provenance, synthetic=True),
+                        provenance=dict(made.provenance, synthetic=True, mark=made.mark),
                         image=case_files.render_array(made.array, **render),
                         outlined=case_files.render_array(made.array, outline=True, **render))
     session.add(case)
