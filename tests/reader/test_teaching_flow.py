@@ -8,11 +8,13 @@ import csv
 import io
 import re
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from pathosynth.reader.app import Limits
 from pathosynth.reader.teaching_sources import PoolMaker
-from tests.reader.conftest import admin_csrf, csrf_of, invite, log_in
+from tests.reader.conftest import admin_csrf, csrf_of, image, invite, log_in
+from tests.reader.folders import write_folder
 
 
 def teaching_client(app_factory, per_minute: int = 20) -> TestClient:
@@ -101,3 +103,29 @@ def test_a_box_outside_the_image_is_one_clear_sentence(app_factory):
         assert response.status_code == 400
         message = re.search(r'<p id="message">([^<]+)</p>', response.text).group(1)
         assert "box" in message and "Traceback" not in response.text
+
+
+def test_with_one_class_the_quiz_asks_where_the_lesion_is(app_factory, vtt_folders):
+    root, _ = vtt_folders
+    rng = np.random.default_rng(1)
+    rows = [(f"t{i}", f"p{i}", "tumour", image(rng, True), [[12, 10, 22, 20]], "test") for i in range(3)]
+    if not (root / "tumour-pool").exists():  # the session's folders are shared by both databases' runs
+        write_folder(root / "tumour-pool", rows, synthetic=True, classes=("tumour",))
+    with TestClient(app_factory(load_maker=PoolMaker, limits=Limits(per_minute=20))) as client:
+        log_in(client)
+        made = client.post("/admin/studies/teaching", data={"csrf": admin_csrf(client), "name": "Where",
+                                                           "source": "tumour-pool", "atypical_share": "0"},
+                           follow_redirects=False)
+        study_id = int(made.headers["location"].rsplit("/", 1)[1])
+        (link,) = invite(client, study_id, "Trainee")
+        # a 32 px image on the 512 px canvas: x 12-22 -> 192-351, y 10-20 -> 160-319
+        outcomes = []
+        for x, y in ((200, 170), (350, 318), (100, 100), (360, 170)):
+            home = client.get(link).text
+            case_url = client.post(f"{link}/quiz", data={"csrf": csrf_of(home)}, follow_redirects=False).headers["location"]
+            question = client.get(case_url).text
+            assert "Click on the lesion." in question
+            client.post(f"{case_url}/answer", data={"csrf": csrf_of(question), "x": str(x), "y": str(y)})
+            outcomes.append("Correct: you clicked on the lesion" in client.get(case_url).text)
+        # (360, 170) is 9 px right of the box: outside the 8 px margin
+        assert outcomes == [True, True, False, False]

@@ -52,7 +52,7 @@ def test_a_nodule_run_places_the_nodule_asked_for_and_quizzes_attenuation(app_fa
                                                     "attenuation": "ggn"}, follow_redirects=False)
         assert made.status_code == 303, made.text
         page = client.get(made.headers["location"]).text
-        assert "<th>size</th><td>large</td>" in page and "<th>attenuation</th><td>ggn</td>" in page
+        assert "<th>Size</th><td>large</td>" in page and "<th>Attenuation</th><td>ggn</td>" in page
         assert "pasted into a real CT scan" in page
         quiz = client.post(f"{link}/quiz", data={"csrf": csrf_of(home)}, follow_redirects=False)
         question = client.get(quiz.headers["location"]).text

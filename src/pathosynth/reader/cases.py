@@ -255,19 +255,36 @@ class _Placement:
                 self.top + max(int(round(row_high * y_scale)) - 1, int(round(row_low * y_scale))))
 
 
-def _fit(grey: np.ndarray, row_spacing: float, column_spacing: float, side: int) -> tuple[np.ndarray, int, int]:
-    """Resize to fit a side x side square with the physical aspect kept; returns (pixels, top, left)."""
-    from PIL import Image
-
-    rows, columns = grey.shape
+def _fit_geometry(rows: int, columns: int, row_spacing: float, column_spacing: float,
+                  side: int) -> tuple[int, int, int, int]:
+    """(height, width, top, left) of an image fitted into a side x side square, physical aspect kept."""
     physical_height, physical_width = rows * row_spacing, columns * column_spacing
     scale = side / max(physical_height, physical_width)
     height = min(side, max(1, int(round(physical_height * scale))))
     width = min(side, max(1, int(round(physical_width * scale))))
+    return height, width, (side - height) // 2, (side - width) // 2
+
+
+def _fit(grey: np.ndarray, row_spacing: float, column_spacing: float, side: int) -> tuple[np.ndarray, int, int]:
+    """Resize to fit a side x side square with the physical aspect kept; returns (pixels, top, left)."""
+    from PIL import Image
+
+    height, width, top, left = _fit_geometry(*grey.shape, row_spacing, column_spacing, side)
     resized = Image.fromarray(np.ascontiguousarray(grey, dtype=np.float32)).resize(
         (width, height), Image.Resampling.BILINEAR)
     pixels = np.clip(np.rint(np.asarray(resized, dtype=np.float32)), 0, 255).astype(np.uint8)
-    return pixels, (side - height) // 2, (side - width) // 2
+    return pixels, top, left
+
+
+def canvas_rectangles(shape: tuple[int, ...], spacing: list[float] | tuple[float, ...] | None,
+                      boxes: list[list[float]]) -> list[tuple[int, int, int, int]]:
+    """Where a 2D image's boxes land on its rendered canvas: (x0, y0, x1, y1) canvas pixels,
+    inclusive; for checking where a trainee clicked."""
+    rows, columns = shape[-2:]
+    row_spacing, column_spacing = (float(s) for s in spacing) if spacing else (1.0, 1.0)
+    height, width, top, left = _fit_geometry(rows, columns, row_spacing, column_spacing, CANVAS)
+    placement = _Placement(top, left, height, width, rows, columns)
+    return [placement.rectangle(box[0], box[1], box[2], box[3]) for box in boxes]
 
 
 def _render_2d(grey: np.ndarray, spacing: tuple[float, ...],

@@ -80,10 +80,9 @@ def answer(request: Request, token: str, number: int = Form(...), csrf: str = Fo
     check_reader_csrf(request, reader, csrf)
     if not reader.study.is_open:
         raise HTTPException(status_code=403, detail="The study's organiser has closed it.")
+    reader.last_seen_at = studies.now()  # committed with the answer: one write per answer
     studies.record_answer(session, reader, number - 1, origin=origin or None, label=label or None,
                           confidence=confidence)
-    reader.last_seen_at = studies.now()
-    session.commit()
     return _see_other(_where_next(session, reader))
 
 

@@ -92,8 +92,9 @@ def case_image(token: str, case_id: int, outlined: int = 0, session: Session = D
 
 @router.post("/case/{case_id}/answer")
 def answer(request: Request, token: str, case_id: int, csrf: str = Form(""), choice: str = Form(""),
-           session: Session = Depends(db)):
+           x: str = Form(""), y: str = Form(""), session: Session = Depends(db)):
     reader = require_reader(session, token, "trainee")
     check_reader_csrf(request, reader, csrf)
-    teaching.answer_quiz(session, reader, teaching.trainee_case(session, reader, case_id), choice)
+    given = f"{x},{y}" if reader.study.settings["quiz_asks"] == teaching.WHERE else choice
+    teaching.answer_quiz(session, reader, teaching.trainee_case(session, reader, case_id), given)
     return _see_other(f"/t/{token}/case/{case_id}")

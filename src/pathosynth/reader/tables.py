@@ -143,6 +143,7 @@ class TeachingCase(Base):
     label: Mapped[str | None] = mapped_column(String(80), nullable=True)
     attributes: Mapped[dict] = mapped_column(JSON, default=dict)
     boxes: Mapped[list] = mapped_column(JSON, default=list)
+    canvas_boxes: Mapped[list] = mapped_column(JSON, default=list)  # the boxes on the served image
     typical: Mapped[bool] = mapped_column(Boolean, default=True)
     provenance: Mapped[dict] = mapped_column(JSON, default=dict)
     image: Mapped[bytes] = mapped_column(LargeBinary)

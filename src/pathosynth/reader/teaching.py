@@ -44,9 +44,13 @@ def create_teaching_study(session: Session, state, name: str, source: str, *, ba
     return study
 
 
+WHERE = "where"  # the quiz that asks the trainee to click on the lesion
+CLICK_MARGIN = 8  # canvas pixels around a lesion's box that still count as on it
+
+
 def quiz_question(description: dict) -> str:
-    """What a quiz asks: the class when there are several, else the first attribute with a choice
-    (a nodule's attenuation, say)."""
+    """What a quiz asks: the class when there are several, else an attribute with a choice (a
+    nodule's attenuation, say), else where the lesion is (one class, boxes, 2D)."""
     if len(description["classes"]) > 1:
         return "label"
     attributes = description.get("attributes", {})
@@ -54,17 +58,30 @@ def quiz_question(description: dict) -> str:
     for name in sorted(attributes, key=lambda name: name != "attenuation"):
         if len(attributes[name]) > 1:
             return name
+    if description.get("accepts_box") and description.get("dimensionality") == 2:
+        return WHERE
     raise UserError("this source has one class and no attribute to ask about; a quiz needs a choice")
 
 
 def quiz_choices(study: Study) -> list[str]:
     asks = study.settings["quiz_asks"]
-    return study.classes if asks == "label" else study.settings["maker"]["attributes"][asks]
+    if asks in ("label", WHERE):
+        return study.classes
+    return study.settings["maker"]["attributes"][asks]
 
 
 def truth_of(study: Study, case: TeachingCase) -> str:
     asks = study.settings["quiz_asks"]
-    return case.label if asks == "label" else str(case.attributes.get(asks))
+    return case.label if asks in ("label", WHERE) else str(case.attributes.get(asks))
+
+
+def clicked_on_lesion(case: TeachingCase, answer: str) -> bool:
+    try:
+        x, y = (float(v) for v in answer.split(","))
+    except ValueError as exc:
+        raise UserError("click on the image where you see the lesion, then answer") from exc
+    return any(x0 - CLICK_MARGIN <= x <= x1 + CLICK_MARGIN and y0 - CLICK_MARGIN <= y <= y1 + CLICK_MARGIN
+               for x0, y0, x1, y1 in case.canvas_boxes)
 
 
 def check_rate(session: Session, state, reader: Reader) -> None:
@@ -92,6 +109,8 @@ def _made(session: Session, state, reader: Reader, mode: str, make) -> TeachingC
                   spacing=made.spacing, boxes=made.boxes)
     case = TeachingCase(reader_id=reader.id, mode=mode, label=made.label, attributes=dict(made.attributes),
                         boxes=[list(map(float, box)) for box in made.boxes], typical=bool(made.typical),
+                        canvas_boxes=(case_files.canvas_rectangles(made.array.shape, made.spacing, made.boxes)
+                                      if made.dimensionality == 2 else []),
                         provenance=dict(made.provenance, synthetic=True, mark=made.mark),
                         image=case_files.render_array(made.array, **render),
                         outlined=case_files.render_array(made.array, outline=True, **render))
@@ -120,10 +139,14 @@ def answer_quiz(session: Session, reader: Reader, case: TeachingCase, answer: st
     """The first answer counts (a double submit changes nothing)."""
     if case.mode != "quiz" or case.answer is not None:
         return
-    if answer not in quiz_choices(reader.study):
+    if reader.study.settings["quiz_asks"] == WHERE:
+        correct = clicked_on_lesion(case, answer)
+    elif answer in quiz_choices(reader.study):
+        correct = answer == truth_of(reader.study, case)
+    else:
         raise UserError(f"choose one of {', '.join(quiz_choices(reader.study))}")
     case.answer = answer
-    case.correct = answer == truth_of(reader.study, case)
+    case.correct = correct
     case.answered_at = now()
     session.commit()
 

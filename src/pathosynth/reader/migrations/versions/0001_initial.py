@@ -133,6 +133,7 @@ def upgrade() -> None:
     sa.Column('label', sa.String(length=80), nullable=True),
     sa.Column('attributes', sa.JSON(), nullable=False),
     sa.Column('boxes', sa.JSON(), nullable=False),
+    sa.Column('canvas_boxes', sa.JSON(), nullable=False),
     sa.Column('typical', sa.Boolean(), nullable=False),
     sa.Column('provenance', sa.JSON(), nullable=False),
     sa.Column('image', sa.LargeBinary(), nullable=False),
