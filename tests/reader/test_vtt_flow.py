@@ -8,9 +8,12 @@ import io
 import json
 import re
 
+import numpy as np
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.reader.conftest import admin_csrf, csrf_of, invite, log_in, make_vtt
+from tests.reader.folders import write_folder
 
 
 def answer_case(client: TestClient, link: str, page: str, origin: str = "real", confidence: int = 3,
@@ -118,3 +121,40 @@ def test_a_closed_study_takes_no_answers(client):
     _, _, response = answer_case(client, link, page)
     assert response.status_code == 403
     assert client.get(f"{link}/case/1").status_code == 403
+
+
+def test_a_questionnaire_on_its_own(client):
+    log_in(client)
+    made = client.post("/admin/studies/survey", data={"csrf": admin_csrf(client), "name": "Survey",
+                                                      "items": "both: Useful for training?\nfree: Anything else?"},
+                       follow_redirects=False)
+    study_id = int(made.headers["location"].rsplit("/", 1)[1])
+    (link,) = invite(client, study_id, "Dr A")
+    start = re.search(r'id="start" href="([^"]+)"', client.get(link).text).group(1)
+    assert start == f"{link}/survey"
+    page = client.get(start).text
+    assert "Useful for training?" in page and 'name="likert-q2"' not in page
+    client.post(start, data={"csrf": csrf_of(page), "likert-q1": "4", "text-q2": "No."})
+    rows = json.loads(client.get(f"/admin/studies/{study_id}/export.json").text)["answers"]
+    assert [(row["item"], row["likert"], row["text"]) for row in rows] == [("q1", 4, ""), ("q2", None, "No.")]
+    assert "2 / 2" in client.get(f"/admin/studies/{study_id}").text
+
+
+def test_a_3d_study_shows_three_planes(client, vtt_folders):
+    root, _ = vtt_folders
+    rng = np.random.default_rng(2)
+    for origin in ("real3d", "synthetic3d"):
+        if (root / origin).exists():  # the session's folders are shared by both databases' runs
+            continue
+        rows = [(f"{origin}{i}", f"{origin}-p{i}", "nodule", (rng.normal(-800, 50, (16, 20, 24))).astype(np.float32),
+                 [[8, 8, 6, 14, 14, 10]], "test") for i in range(2)]
+        write_folder(root / origin, rows, synthetic=origin == "synthetic3d", modality="CT", unit="HU", dims=3,
+                     classes=("nodule",))
+    log_in(client)
+    form = {"csrf": admin_csrf(client), "name": "CT", "folder-0": "real3d", "counts-0": "nodule=2",
+            "folder-1": "synthetic3d", "counts-1": "nodule=2", "ask-origin": "1"}
+    study_id = int(client.post("/admin/studies/vtt", data=form, follow_redirects=False)
+                   .headers["location"].rsplit("/", 1)[1])
+    (link,) = invite(client, study_id, "Dr A")
+    shapes = {np.asarray(Image.open(io.BytesIO(client.get(f"{link}/image/{n}").content))).shape for n in range(1, 5)}
+    assert shapes == {(256, 768)}
