@@ -8,12 +8,13 @@ import json
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from pathosynth.errors import UserError
 from pathosynth.reader import stats, studies
+from pathosynth.reader.teaching import TEACHING_COLUMNS, create_teaching_study, teaching_rows, teaching_summary
 from pathosynth.reader.app import db, page, state_of
 from pathosynth.reader.auth import (ADMIN_COOKIE, LOGIN_COOKIE, SESSION_LIFETIME, admin_csrf, admin_session,
                                     check_admin_csrf, log_in, log_out, login_binding, require_admin)
@@ -157,8 +158,6 @@ def create_teaching(request: Request, name: str = Form(""), source: str = Form("
                     quiz_length: int = Form(10),
                     atypical_share: float = Form(0.15), csrf: str = Form(""), session: Session = Depends(db)):
     check_admin_csrf(request, session, csrf)
-    from pathosynth.reader.teaching import create_teaching_study
-
     study = create_teaching_study(session, state_of(request), name, _folder(request, source),
                                   base_scans=_folder(request, base_scans, file_ok=True) if base_scans.strip() else None,
                                   quiz_length=quiz_length, atypical_share=atypical_share)
@@ -224,8 +223,6 @@ def _rows(session: Session, study: Study) -> tuple[list[dict], list[str]]:
         return studies.export_rows(session, study), list(studies.EXPORT_COLUMNS)
     if study.kind == "survey":
         return studies.survey_rows(session, study), list(studies.SURVEY_COLUMNS)
-    from pathosynth.reader.teaching import teaching_rows, TEACHING_COLUMNS
-
     return teaching_rows(session, study), list(TEACHING_COLUMNS)
 
 
@@ -279,8 +276,6 @@ def results(request: Request, study_id: int, session: Session = Depends(db)):
                 for row in studies.export_rows(session, study)]
         context["results"] = stats.study_results(rows, labels=study.classes or None) if rows else None
     elif study.kind == "teaching":
-        from pathosynth.reader.teaching import teaching_summary
-
         context["teaching"] = teaching_summary(session, study)
     context["survey"] = studies.survey_summary(session, study)
     return page(request, "admin_results.html", **context)

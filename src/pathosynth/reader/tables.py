@@ -75,7 +75,8 @@ class Case(Base):
     truth_origin: Mapped[str] = mapped_column(String(20))
     truth_label: Mapped[str | None] = mapped_column(String(80), nullable=True)
     source: Mapped[dict] = mapped_column(JSON)  # dataset folder, sample id, provenance
-    image: Mapped[bytes] = mapped_column(LargeBinary)
+    # deferred: listing a study's cases must not read every image
+    image: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     study: Mapped[Study] = relationship(back_populates="cases")
     __table_args__ = (UniqueConstraint("study_id", "key"),)
 
@@ -146,8 +147,8 @@ class TeachingCase(Base):
     canvas_boxes: Mapped[list] = mapped_column(JSON, default=list)  # the boxes on the served image
     typical: Mapped[bool] = mapped_column(Boolean, default=True)
     provenance: Mapped[dict] = mapped_column(JSON, default=dict)
-    image: Mapped[bytes] = mapped_column(LargeBinary)
-    outlined: Mapped[bytes] = mapped_column(LargeBinary)  # the same case with its lesion boxed
+    image: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    outlined: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)  # the same case with its lesion boxed
     answer: Mapped[str | None] = mapped_column(String(80), nullable=True)
     correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
