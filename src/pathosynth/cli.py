@@ -57,6 +57,8 @@ def cli():
     Start with `pathosynth demo`: built-in data -> small GANs -> synthetic images and CT nodules ->
     memorization audit -> classification experiment, image metrics, t-SNE -> one report (about 19
     minutes on a 2-core CPU; `--tiny` for a one-minute smoke run).
+
+    Reader studies and teaching in a browser: `pathosynth admin NAME`, then `pathosynth serve`.
     """
 
 
