@@ -155,7 +155,7 @@ def test_an_interrupted_augmentation_resumes_to_the_same_result(tmp_path, mcgan_
     raw = tiny_chest[1]
     straight = generate_ct.augment_scans(mcgan_run, raw, tmp_path / "straight", copies=2, progress=False)
     calls = {"n": 0}
-    original = generate_ct._place_one
+    original = generate_ct.place_one
 
     def interrupt_on_the_fourth(*args, **kwargs):
         calls["n"] += 1
@@ -163,11 +163,11 @@ def test_an_interrupted_augmentation_resumes_to_the_same_result(tmp_path, mcgan_
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(generate_ct, "_place_one", interrupt_on_the_fourth)
+    monkeypatch.setattr(generate_ct, "place_one", interrupt_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         generate_ct.augment_scans(mcgan_run, raw, tmp_path / "resumed", copies=2, progress=False)
     assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial").is_dir()
-    monkeypatch.setattr(generate_ct, "_place_one", original)
+    monkeypatch.setattr(generate_ct, "place_one", original)
     generate_ct.augment_scans(mcgan_run, raw, tmp_path / "resumed", copies=2, progress=False)
     assert (tmp_path / "resumed" / "annotations.csv").read_text() == (straight / "annotations.csv").read_text()
     for volume in (straight / "subset0").glob("*.raw"):

@@ -95,7 +95,7 @@ class _Generator:
     phase: dict
 
 
-def _load_generator(run_dir: Path, device: torch.device) -> _Generator:
+def load_generator(run_dir: Path, device: torch.device) -> _Generator:
     path = run_dir / "checkpoints" / ckpt.GENERATOR
     payload = ckpt.load_checkpoint(path)
     if payload.get("kind") != "generator":
@@ -150,11 +150,11 @@ def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = No
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     separate = record.get("separate")
     if separate:
-        generators = {name: _load_generator(run_dir / rel, device) for name, rel in separate.items()}
+        generators = {name: load_generator(run_dir / rel, device) for name, rel in separate.items()}
         data = read_run(run_dir / next(iter(separate.values())))["data"]
         classes = list(separate)
     else:
-        generators = {None: _load_generator(run_dir, device)}
+        generators = {None: load_generator(run_dir, device)}
         data = record["data"]
         classes = data["classes"]
     conditional = config["classes"] == "conditional"
@@ -234,7 +234,7 @@ def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = No
                 by_generator.setdefault(labels[i] if separate else None, []).append(i)
             for key, indices in by_generator.items():
                 made = generators[key]
-                images = _run_generator(made, [seed + i for i in indices],
+                images = run_generator(made, [seed + i for i in indices],
                                         [classes.index(labels[i]) for i in indices] if conditional else None,
                                         [layouts[i] for i in indices] if box_model else None, resolution, device)
                 for i, image in zip(indices, images):
@@ -271,7 +271,7 @@ def _jittered(layouts, jitter: Jitter, resolution: int, seed: int, repeat: bool)
 
 
 @torch.no_grad()
-def _run_generator(made: _Generator, seeds: list[int], labels: list[int] | None,
+def run_generator(made: _Generator, seeds: list[int], labels: list[int] | None,
                    layouts: list[list[list[float]]] | None, resolution: int, device) -> list[np.ndarray]:
     z = latents_for_seeds(made.model, seeds, device)
     kwargs: dict = {}

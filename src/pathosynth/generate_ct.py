@@ -86,7 +86,7 @@ def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[
     if not 0.5 <= zoom <= 2.0:
         raise UserError(f"--zoom {zoom} is outside 0.5-2.0; a nodule box zoomed that far no longer looks like a nodule")
     inpainter = load_inpainter(run)
-    scan = _read_ct(ct)
+    scan = read_ct(ct)
     mask = lung_mask(scan)
     centres = [parse_position(text, scan, "--at", path=ct) for text in at]
     for text, centre in zip(at, centres):
@@ -96,9 +96,9 @@ def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[
     for i, (centre, size, attenuation) in enumerate(tqdm(list(zip(centres, sizes, attenuations)),
                                                            desc="place nodules", unit="nodule",
                                                            disable=not progress)):
-        array, nodule = _place_one(inpainter, _with_array(scan, array), centre, size, attenuation, seed + i, zoom)
+        array, nodule = place_one(inpainter, _with_array(scan, array), centre, size, attenuation, seed + i, zoom)
         placed.append(nodule)
-    source_sha, records = _file_sha256(ct), [n.record(scan) for n in placed]
+    source_sha, records = scan_sha256(ct), [n.record(scan) for n in placed]
     uid = _synthetic_uid(source_sha, inpainter.sha256, records)
     with building(out, overwrite) as tmp:
         name = _write_volume(tmp, uid, scan, array, ct)
@@ -151,7 +151,7 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
             if f"{uid}/{copy}" in done:
                 continue
             rng = np.random.default_rng([seed, number])
-            scan = _read_ct(scans[uid])
+            scan = read_ct(scans[uid])
             if positions == "real":
                 placed, array = _replace_real(inpainter, scan, by_scan[uid], size, attenuation, shift, zoom, rng,
                                               seed * 1_000_003 + number * 1000, annotations_path)
@@ -160,7 +160,7 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
                 placed, array = _add_random(inpainter, scan, scans[uid], per_scan, size, attenuation, rng,
                                             seed * 1_000_003 + number * 1000)
                 real_rows = by_scan[uid]
-            source_sha, records = _file_sha256(scans[uid]), [n.record(scan) for n in placed]
+            source_sha, records = scan_sha256(scans[uid]), [n.record(scan) for n in placed]
             new_uid = _synthetic_uid(source_sha, inpainter.sha256, records + [copy])
             (tmp / "subset0").mkdir(exist_ok=True)
             name = _write_volume(tmp / "subset0", new_uid, scan, array, scans[uid])
@@ -183,7 +183,7 @@ def _replace_real(inpainter, scan, nodules, size, attenuation, shift, zoom, rng,
                             "attenuation column or pass --attenuation")
         centre = scan.world_to_index(np.asarray(nodule.world))
         moved, factor = jitter_position(centre, scan, nodule.diameter_mm, rng, shift=shift, zoom=zoom)
-        array, made = _place_one(inpainter, _with_array(scan, array), moved, size or nodule.size,
+        array, made = place_one(inpainter, _with_array(scan, array), moved, size or nodule.size,
                                  wanted_attenuation, seed + i, factor)
         made.replaces = f"{annotations_path.name} line {nodule.row}"
         placed.append(made)
@@ -196,7 +196,7 @@ def _add_random(inpainter, scan, path, count, size, attenuation, rng, seed):
     for i, centre in enumerate(centres):
         wanted_size = size or SIZES[int(rng.integers(len(SIZES)))]
         wanted_attenuation = attenuation or ATTENUATIONS[int(rng.integers(len(ATTENUATIONS)))]
-        array, made = _place_one(inpainter, _with_array(scan, array), centre, wanted_size, wanted_attenuation,
+        array, made = place_one(inpainter, _with_array(scan, array), centre, wanted_size, wanted_attenuation,
                                  seed + i, 1.0)
         placed.append(made)
     return placed, array
@@ -233,7 +233,7 @@ def _finish_dataset(tmp: Path, inpainter: Inpainter, run) -> None:
 
 # ----------------------------------------------------------------------------- one nodule
 
-def _place_one(inpainter: Inpainter, scan: MedicalImage, centre: np.ndarray, size: str, attenuation: str,
+def place_one(inpainter: Inpainter, scan: MedicalImage, centre: np.ndarray, size: str, attenuation: str,
                seed: int, zoom: float) -> tuple[np.ndarray, PlacedNodule]:
     voi = extract_voi(scan, centre, inpainter.voi_size, inpainter.spacing_mm)
     block = inpainter(voi, size, attenuation, seed)
@@ -272,7 +272,7 @@ def measure_diameter(block_hu: np.ndarray, spacing_mm: float, min_contrast_hu: f
 
 # ------------------------------------------------------------------------------ files
 
-def _read_ct(path: Path) -> MedicalImage:
+def read_ct(path: Path) -> MedicalImage:
     scan = read_image(path)
     if scan.array.ndim != 3:
         raise UserError(f"{path}: not a 3D scan (shape {scan.array.shape}); give a chest CT volume")
@@ -312,7 +312,7 @@ def _synthetic_uid(source_sha: str, checkpoint_sha: str, what: list) -> str:
     return "2.25." + str(int(digest.hexdigest()[:30], 16))
 
 
-def _file_sha256(path: Path) -> str:
+def scan_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     if path.suffix.lower() == ".mhd":  # the pixels live in the .raw beside the header

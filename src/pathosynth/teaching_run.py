@@ -9,8 +9,8 @@
   position of a base CT scan, returned as a crop of `crop_voxels`^3 voxels (the scan's spacing)
   around it, with the nodule's box in crop coordinates.
 
-The generation itself is `pathosynth.generate` and `pathosynth.generate_ct` (their private helpers
-`_load_generator`, `_run_generator`, `_place_one`, `_read_ct`, `_file_sha256`): a case made here is
+The generation itself is `pathosynth.generate` and `pathosynth.generate_ct` (their helpers
+`load_generator`, `run_generator`, `place_one`, `read_ct`, `scan_sha256`): a case made here is
 the image `pathosynth generate` would make for the same model, seed and condition.
 
 `load_maker(path)` is the one function the web app needs: a run folder gives a RunMaker, a dataset
@@ -29,8 +29,8 @@ import torch
 from pathosynth.data.dataset import SYNTHETIC_MARK, Dataset
 from pathosynth.data.image import MedicalImage
 from pathosynth.errors import UserError
-from pathosynth.generate import UNLABELLED, _load_generator, _run_generator
-from pathosynth.generate_ct import _file_sha256, _place_one, _read_ct
+from pathosynth.generate import UNLABELLED, load_generator, run_generator
+from pathosynth.generate_ct import scan_sha256, place_one, read_ct
 from pathosynth.inpaint import load_inpainter
 from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
 from pathosynth.placement import distance_to_boundary_mm, lung_mask, random_lung_positions
@@ -115,11 +115,11 @@ class _SliceCases:
         separate = record.get("separate")
         self.run_dir, self.device = run_dir, device
         if separate:
-            self.generators = {name: _load_generator(run_dir / rel, device) for name, rel in separate.items()}
+            self.generators = {name: load_generator(run_dir / rel, device) for name, rel in separate.items()}
             data = read_run(run_dir / next(iter(separate.values())))["data"]
             self.classes = list(separate)
         else:
-            self.generators = {None: _load_generator(run_dir, device)}
+            self.generators = {None: load_generator(run_dir, device)}
             data = record["data"]
             self.classes = list(data["classes"])
         self.separate = bool(separate)
@@ -226,7 +226,7 @@ class _SliceCases:
     def _generate(self, label: str, layout: list, seed: int, asked: dict) -> TeachingCase:
         made = self.generators[label if self.separate else None]
         with torch.inference_mode():
-            image = _run_generator(made, [int(seed)], [self.classes.index(label)] if self.conditional else None,
+            image = run_generator(made, [int(seed)], [self.classes.index(label)] if self.conditional else None,
                                    [layout] if self.box_model else None, self.resolution, self.device)[0]
         array = self.intensity.restore(image).astype(np.float32)
         boxes = [[float(v) for v in box] for box in layout]
@@ -308,7 +308,7 @@ class _NoduleCases:
         # `allowed` already holds the margin, so no margin again here
         centre = random_lung_positions(scan, allowed, 1, rng, margin_mm=0.0, path=path)[0]
         with torch.inference_mode():
-            array, nodule = _place_one(self.inpainter, scan, centre, size, attenuation, int(seed), 1.0)
+            array, nodule = place_one(self.inpainter, scan, centre, size, attenuation, int(seed), 1.0)
         crop, origin = _crop_around(array, centre, self.crop_voxels)
         box = _box_in_crop(nodule.box, origin, crop.shape)
         reasons = self._reasons(label, size, attenuation, [box])
@@ -332,12 +332,12 @@ class _NoduleCases:
         if path in self._scans:
             self._scans.move_to_end(path)
             return self._scans[path]
-        scan = _read_ct(path)
+        scan = read_ct(path)
         allowed = distance_to_boundary_mm(scan, lung_mask(scan)) >= LUNG_MARGIN_MM
         if not allowed.any():
             raise UserError(f"{path}: no lung voxel is {LUNG_MARGIN_MM:g} mm inside the lungs, so there is no room for "
                             "a nodule; give base scans that are chest CTs in Hounsfield units")
-        self._scans[path] = (scan, allowed, _file_sha256(path))
+        self._scans[path] = (scan, allowed, scan_sha256(path))
         while len(self._scans) > _SCANS_KEPT:
             self._scans.popitem(last=False)
         return self._scans[path]
