@@ -58,6 +58,9 @@ def test_a_reader_completes_a_study_and_the_admin_exports_it(client):
 
     results = client.get(f"/admin/studies/{study_id}/results").text
     assert "Real as Real" in results and "Synthetic as Synthetic" in results and "Dr A" in results
+    # confidences 1, 2, 3, 4, 5, 1, 2, 3 were given
+    by_confidence = re.findall(r"<tr><td>(\d)</td><td>(\d+)</td>", results)
+    assert by_confidence == [("1", "2"), ("2", "2"), ("3", "2"), ("4", "1"), ("5", "1")]
     progress = client.get(f"/admin/studies/{study_id}").text
     assert "8 / 8" in progress and "0 / 8" in progress
     assert client.get(other).status_code == 200
