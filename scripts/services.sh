@@ -6,7 +6,7 @@
 set -euo pipefail
 missing=()
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
-command -v chromium >/dev/null || missing+=(chromium)
+command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "services.sh: install ${missing[*]} (Debian packages) or run as root" >&2
