@@ -118,16 +118,24 @@ def check_case(page: Page, html: str, token: str, number: int) -> None:
 
 
 def answer(page: Page, number: int) -> str:
-    """Click an origin and a confidence, then 'Save and next'; return the raw HTML of the page that follows
+    """Give an origin and a confidence, then save: odd cases by clicking the radio buttons and 'Save and
+    next', even ones with the keyboard (R/S, 1-5, Enter); return the raw HTML of the page that follows
     when it is a case page (else '')."""
-    page.check(f'input[name="origin"][value="{ORIGINS[number - 1]}"]')
-    page.check(f'input[name="confidence"][value="{1 + (number - 1) % 5}"]')
+    confidence = str(1 + (number - 1) % 5)
+    if number % 2:
+        page.check(f'input[name="origin"][value="{ORIGINS[number - 1]}"]')
+        page.check(f'input[name="confidence"][value="{confidence}"]')
+        save = page.get_by_role("button", name="Save and next").click
+    else:
+        page.keyboard.press("r" if ORIGINS[number - 1] == "real" else "s")
+        page.keyboard.press(confidence)
+        save = lambda: page.keyboard.press("Enter")  # noqa: E731
     if number == 8:
         with page.expect_navigation(url=re.compile(r"/done$")):
-            page.get_by_role("button", name="Save and next").click()
+            save()
         return ""
     with page.expect_response(is_case_page) as shown:
-        page.get_by_role("button", name="Save and next").click()
+        save()
     page.wait_for_load_state()
     return shown.value.text()
 
