@@ -77,5 +77,7 @@ def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: b
         [out / "brain-mr", out / "runs" / "brain-dcgan", out / "brain-synthetic", out / "runs" / "brain-unet-boxes",
          out / "brain-synthetic-boxes"], seed=seed, tiny=tiny, progress=progress)
     click.echo(f"\ndemo finished: datasets, runs, synthetic sets, info and previews are in {out}\n"
-               f"open the report: {report_dir / 'report.html'}")
+               f"open the report: {report_dir / 'report.html'}\n"
+               f"show the images to physicians (Visual Turing Test, teaching; README 'Reader studies'):\n"
+               f"  pathosynth admin admin && pathosynth serve --data-root {out}")
     return built
