@@ -38,6 +38,7 @@ ALLOWED = {
     ("GET", "/admin/studies/{study_id}/export.json"): {"admin"},
     ("GET", "/admin/studies/{study_id}/questionnaire.csv"): {"admin"},
     ("GET", "/admin/studies/{study_id}/results"): {"admin"},
+    ("GET", "/admin/studies/{study_id}/cases/{key}"): {"admin"},
     ("GET", "/r/{token}"): {"reader"},
     ("GET", "/r/{token}/case/{number}"): {"reader"},
     ("GET", "/r/{token}/image/{number}"): {"reader"},
@@ -81,7 +82,7 @@ def request_as(world: dict, role: str, method: str, path: str):
     client = world["admin"] if role == "admin" else TestClient(world["app"])
     token = {"reader": world["reader"], "trainee": world["trainee"]}.get(role, UNKNOWN_TOKEN)
     url = (path.replace("{token}", token).replace("{study_id}", str(world["study_id"]))
-           .replace("{number}", "1").replace("{case_id}", str(world["case_id"])))
+           .replace("{number}", "1").replace("{case_id}", str(world["case_id"])).replace("{key}", "case-1"))
     secret = world["app"].state.reader.secret
     csrf = admin_csrf(client) if role == "admin" else csrf_token(secret, f"reader:{token}")
     form = {"csrf": csrf, "number": "1", "origin": "real", "confidence": "3", "label": "tumour", "choice": "tumour",

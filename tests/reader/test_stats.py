@@ -524,3 +524,17 @@ def test_study_results_reject_labels_outside_the_given_ones():
     rows = [_row("ann", "case1", "real", "real", truth_label=None, answer_label="Tumour")]
     with pytest.raises(ValueError, match="Tumour"):
         study_results(rows, labels=["tumour", "non-tumour"])
+
+
+def test_per_case_results_put_the_most_convincing_synthetic_cases_first():
+    def row(reader, case, truth, answer, label=None, truth_label=None):
+        return {"reader": reader, "case": case, "truth_origin": truth, "answer_origin": answer,
+                "truth_label": truth_label, "answer_label": label, "confidence": None, "seconds": None}
+
+    rows = [row("a", "s1", "synthetic", "synthetic"), row("b", "s1", "synthetic", "real"),
+            row("a", "s2", "synthetic", "real"), row("b", "s2", "synthetic", "real"),
+            row("a", "r1", "real", "real", "tumour", "tumour"), row("b", "r1", "real", "synthetic", "healthy", "tumour")]
+    cases = study_results(rows)["cases"]
+    assert [(c["case"], c["n"], c["called_real"], c["share_real"]) for c in cases] == [
+        ("s2", 2, 2, 1.0), ("s1", 2, 1, 0.5), ("r1", 2, 1, 0.5)]
+    assert cases[2]["label_correct"] == 0.5 and math.isnan(cases[0]["label_correct"])

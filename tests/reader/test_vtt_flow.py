@@ -58,6 +58,13 @@ def test_a_reader_completes_a_study_and_the_admin_exports_it(client):
 
     results = client.get(f"/admin/studies/{study_id}/results").text
     assert "Real as Real" in results and "Synthetic as Synthetic" in results and "Dr A" in results
+    # every case is listed with the image the readers saw, synthetic ones first
+    keys = re.findall(r'<img src="/admin/studies/\d+/cases/(case-\d+)"', results)
+    assert sorted(keys) == sorted(row["case"] for row in rows)
+    truths = {row["case"]: row["truth_origin"] for row in rows}
+    assert [truths[k] for k in keys] == ["synthetic"] * 4 + ["real"] * 4
+    first = client.get(f"/admin/studies/{study_id}/cases/{keys[0]}")
+    assert first.headers["content-type"] == "image/png" and first.content[:4] == b"\x89PNG"
     # confidences 1, 2, 3, 4, 5, 1, 2, 3 were given
     by_confidence = re.findall(r"<tr><td>(\d)</td><td>(\d+)</td>", results)
     assert by_confidence == [("1", "2"), ("2", "2"), ("3", "2"), ("4", "1"), ("5", "1")]

@@ -19,7 +19,7 @@ from pathosynth.reader.app import db, page, state_of
 from pathosynth.reader.auth import (ADMIN_COOKIE, LOGIN_COOKIE, SESSION_LIFETIME, admin_csrf, admin_session,
                                     check_admin_csrf, log_in, log_out, login_binding, require_admin)
 from pathosynth.reader.security import csrf_ok, csrf_token, new_token
-from pathosynth.reader.tables import Answer, Assignment, Reader, Study, SurveyAnswer, TeachingCase
+from pathosynth.reader.tables import Answer, Assignment, Case, Reader, Study, SurveyAnswer, TeachingCase
 
 router = APIRouter(prefix="/admin")
 COOKIE = {"httponly": True, "samesite": "strict", "path": "/"}
@@ -264,6 +264,16 @@ def export_survey(request: Request, study_id: int, session: Session = Depends(db
 def _download(text: str, name: str, media_type: str) -> Response:
     return Response(content=text, media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/studies/{study_id}/cases/{key}")
+def case_image(request: Request, study_id: int, key: str, session: Session = Depends(db)):
+    """A case's image as readers saw it, for the admin's results page."""
+    require_admin(request, session)
+    case = session.scalar(select(Case).where(Case.study_id == study_id, Case.key == key))
+    if case is None:
+        raise HTTPException(status_code=404)
+    return Response(content=case.image, media_type="image/png")
 
 
 @router.get("/studies/{study_id}/results")

@@ -434,7 +434,9 @@ def study_results(rows: list[dict], origins: Sequence[str] = ORIGINS, labels: Se
       the cases every answering reader answered (nan, cases 0 with fewer than two readers); each
       pair's Cohen kappa uses the cases both answered. Agreement compares answers, not truths;
     - "by_confidence": {"origin": [{"confidence": 1..5, "n", "correct", "accuracy", "low",
-      "high"}]}: pooled origin accuracy at each confidence level, all five always present.
+      "high"}]}: pooled origin accuracy at each confidence level, all five always present;
+    - "cases": per case {"case", "truth_origin", "truth_label", "n", "called_real", "share_real",
+      "label_correct"}, the synthetic cases most often called real first.
 
     `labels` defaults to the label values seen, sorted; given, every label must be among them.
     """
@@ -460,4 +462,30 @@ def study_results(rows: list[dict], origins: Sequence[str] = ORIGINS, labels: Se
             "label": _agreement(label_ratings, label_list) if label_ratings else None,
         },
         "by_confidence": {"origin": _by_confidence(answers, level)},
+        "cases": _by_case(answers),
     }
+
+
+def _by_case(answers: list[_Answer]) -> list[dict[str, Any]]:
+    """Per case: how many readers answered, how many called it real, how many gave its right label.
+    Sorted so that the synthetic cases most often taken for real come first: the convincing ones."""
+    cases: dict[str, list[_Answer]] = {}
+    for answer in answers:
+        cases.setdefault(answer.case, []).append(answer)
+    rows = []
+    for case, given in cases.items():
+        origin = [a for a in given if a.answer_origin is not None]
+        labelled = [a for a in given if a.answer_label is not None and a.truth_label is not None]
+        rows.append({"case": case, "truth_origin": given[0].truth_origin, "truth_label": given[0].truth_label,
+                     "n": len(given), "called_real": sum(a.answer_origin == "real" for a in origin),
+                     "share_real": _share(sum(a.answer_origin == "real" for a in origin), len(origin)),
+                     "label_correct": _share(sum(a.answer_label == a.truth_label for a in labelled), len(labelled))})
+    return sorted(rows, key=lambda r: (r["truth_origin"] != "synthetic", -_or_minus_one(r["share_real"]), r["case"]))
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else math.nan
+
+
+def _or_minus_one(value: float) -> float:
+    return -1.0 if math.isnan(value) else value
