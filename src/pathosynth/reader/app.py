@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
@@ -106,6 +106,11 @@ def db(request: Request) -> Iterator[Session]:
 
 def page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def see_other(url: str) -> RedirectResponse:
+    """The answer to a form post: go to `url` with a GET (so a reload does not post again)."""
+    return RedirectResponse(url, status_code=303)
 
 
 def message(request: Request, title: str, text: str, status_code: int) -> HTMLResponse:

@@ -7,7 +7,7 @@ import io
 import json
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -15,24 +15,20 @@ from starlette.concurrency import run_in_threadpool
 from pathosynth.errors import UserError
 from pathosynth.reader import stats, studies
 from pathosynth.reader.teaching import TEACHING_COLUMNS, create_teaching_study, teaching_rows, teaching_summary
-from pathosynth.reader.app import db, page, state_of
+from pathosynth.reader.app import db, page, see_other, state_of
 from pathosynth.reader.auth import (ADMIN_COOKIE, LOGIN_COOKIE, SESSION_LIFETIME, admin_csrf, admin_session,
                                     check_admin_csrf, log_in, log_out, login_binding, require_admin)
 from pathosynth.reader.security import csrf_ok, csrf_token, new_token
-from pathosynth.reader.tables import Answer, Assignment, Case, Reader, Study, SurveyAnswer, TeachingCase
+from pathosynth.reader.tables import Answer, Case, Reader, Study, SurveyAnswer, TeachingCase
 
 router = APIRouter(prefix="/admin")
 COOKIE = {"httponly": True, "samesite": "strict", "path": "/"}
 
 
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
-
-
 @router.get("/login")
 def login_page(request: Request, session: Session = Depends(db)):
     if admin_session(request, session):
-        return _see_other("/admin")
+        return see_other("/admin")
     binding = login_binding(request) or new_token()
     response = page(request, "admin_login.html", csrf=csrf_token(state_of(request).secret, f"login:{binding}"))
     response.set_cookie(LOGIN_COOKIE, binding, max_age=3600, **COOKIE)
@@ -48,7 +44,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
     if token is None:
         return page(request, "admin_login.html", status_code=401, error="Wrong user name or password.",
                     csrf=csrf)
-    response = _see_other("/admin")
+    response = see_other("/admin")
     response.set_cookie(ADMIN_COOKIE, token, max_age=int(SESSION_LIFETIME.total_seconds()), **COOKIE)
     response.delete_cookie(LOGIN_COOKIE, path="/")
     return response
@@ -58,7 +54,7 @@ def login(request: Request, username: str = Form(""), password: str = Form(""), 
 def logout(request: Request, csrf: str = Form(""), session: Session = Depends(db)):
     check_admin_csrf(request, session, csrf)
     log_out(session, request.cookies.get(ADMIN_COOKIE, ""))
-    response = _see_other("/admin/login")
+    response = see_other("/admin/login")
     response.delete_cookie(ADMIN_COOKIE, path="/")
     return response
 
@@ -113,7 +109,7 @@ async def create_vtt(request: Request):
     form = {key: str(value) for key, value in (await request.form()).items()}
     questions = [q for q in studies.QUESTIONS if form.get(f"ask-{q}")]
     study_id = await run_in_threadpool(_create_vtt, request, form, questions)
-    return _see_other(f"/admin/studies/{study_id}")
+    return see_other(f"/admin/studies/{study_id}")
 
 
 def _create_vtt(request: Request, form: dict[str, str], questions: list[str]) -> int:
@@ -138,7 +134,7 @@ def create_survey(request: Request, name: str = Form(""), items: str = Form(""),
                   session: Session = Depends(db)):
     check_admin_csrf(request, session, csrf)
     study = studies.create_survey(session, name, parse_items(items) if items.strip() else studies.SURVEY_TEMPLATE)
-    return _see_other(f"/admin/studies/{study.id}")
+    return see_other(f"/admin/studies/{study.id}")
 
 
 def parse_items(text: str) -> list[dict]:
@@ -161,7 +157,7 @@ def create_teaching(request: Request, name: str = Form(""), source: str = Form("
     study = create_teaching_study(session, state_of(request), name, _folder(request, source),
                                   base_scans=_folder(request, base_scans, file_ok=True) if base_scans.strip() else None,
                                   quiz_length=quiz_length, atypical_share=atypical_share)
-    return _see_other(f"/admin/studies/{study.id}")
+    return see_other(f"/admin/studies/{study.id}")
 
 
 def _study(session: Session, study_id: int) -> Study:
@@ -194,7 +190,7 @@ def _done_count(session: Session, study: Study, reader: Reader) -> int:
 
 def _total(session: Session, study: Study, reader: Reader) -> int | None:
     if study.kind == "vtt":
-        return session.scalar(select(func.count()).select_from(Assignment).where(Assignment.reader_id == reader.id))
+        return studies.case_count(session, reader)
     if study.kind == "survey":
         return len(study.questionnaire or [])
     return None
@@ -205,7 +201,7 @@ def invite(request: Request, study_id: int, names: str = Form(""), csrf: str = F
            session: Session = Depends(db)):
     check_admin_csrf(request, session, csrf)
     studies.invite(session, _study(session, study_id), names.splitlines())
-    return _see_other(f"/admin/studies/{study_id}")
+    return see_other(f"/admin/studies/{study_id}")
 
 
 @router.post("/studies/{study_id}/open")
@@ -215,7 +211,7 @@ def set_open(request: Request, study_id: int, is_open: int = Form(...), csrf: st
     study = _study(session, study_id)
     study.is_open = bool(is_open)
     session.commit()
-    return _see_other(f"/admin/studies/{study_id}")
+    return see_other(f"/admin/studies/{study_id}")
 
 
 def _rows(session: Session, study: Study) -> tuple[list[dict], list[str]]:
@@ -231,11 +227,7 @@ def export_csv(request: Request, study_id: int, session: Session = Depends(db)):
     require_admin(request, session)
     study = _study(session, study_id)
     rows, columns = _rows(session, study)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return _download(buffer.getvalue(), f"study-{study.id}-answers.csv", "text/csv")
+    return _csv_download(rows, columns, f"study-{study.id}-answers.csv")
 
 
 @router.get("/studies/{study_id}/export.json")
@@ -254,11 +246,15 @@ def export_json(request: Request, study_id: int, session: Session = Depends(db))
 def export_survey(request: Request, study_id: int, session: Session = Depends(db)):
     require_admin(request, session)
     rows = studies.survey_rows(session, _study(session, study_id))
+    return _csv_download(rows, list(studies.SURVEY_COLUMNS), f"study-{study_id}-questionnaire.csv")
+
+
+def _csv_download(rows: list[dict], columns: list[str], name: str) -> Response:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(studies.SURVEY_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return _download(buffer.getvalue(), f"study-{study_id}-questionnaire.csv", "text/csv")
+    return _download(buffer.getvalue(), name, "text/csv")
 
 
 def _download(text: str, name: str, media_type: str) -> Response:

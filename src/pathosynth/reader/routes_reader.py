@@ -8,21 +8,17 @@ image carry nothing else about the case, and the truth never leaves the server.
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from pathosynth.reader import studies
-from pathosynth.reader.app import db, page, state_of
+from pathosynth.reader.app import db, page, see_other, state_of
 from pathosynth.reader.auth import check_reader_csrf, reader_csrf, require_reader
 from pathosynth.reader.studies import LIKERT
 from pathosynth.reader.tables import Case
 
 router = APIRouter(prefix="/r/{token}")
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 def _where_next(session: Session, reader) -> str:
@@ -56,7 +52,7 @@ def case_page(request: Request, token: str, number: int, session: Session = Depe
     next_position = studies.next_position(session, reader)
     if next_position is None or number - 1 != next_position:
         # answered cases are not shown again (the first answer stands): go where the reader is
-        return _see_other(_where_next(session, reader))
+        return see_other(_where_next(session, reader))
     studies.mark_shown(session, assignment)
     return page(request, "reader_case.html", reader=reader, study=reader.study, number=number,
                 total=studies.case_count(session, reader), csrf=reader_csrf(request, reader))
@@ -83,14 +79,14 @@ def answer(request: Request, token: str, number: int = Form(...), csrf: str = Fo
     reader.last_seen_at = studies.now()  # committed with the answer: one write per answer
     studies.record_answer(session, reader, number - 1, origin=origin or None, label=label or None,
                           confidence=confidence)
-    return _see_other(_where_next(session, reader))
+    return see_other(_where_next(session, reader))
 
 
 @router.get("/survey")
 def survey_page(request: Request, token: str, session: Session = Depends(db)):
     reader = require_reader(session, token, "reader")
     if not reader.study.questionnaire or studies.survey_done(session, reader):
-        return _see_other(f"/r/{token}/done")
+        return see_other(f"/r/{token}/done")
     return page(request, "reader_survey.html", reader=reader, study=reader.study, likert=LIKERT,
                 csrf=reader_csrf(request, reader))
 
@@ -100,7 +96,7 @@ async def survey_submit(request: Request, token: str):
     # the items are the study's own, so the form's fields are only known once it is read
     form = {key: str(value) for key, value in (await request.form()).items()}
     await run_in_threadpool(_store_survey, request, token, form)
-    return _see_other(f"/r/{token}/done")
+    return see_other(f"/r/{token}/done")
 
 
 def _store_survey(request: Request, token: str, form: dict[str, str]) -> None:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pathosynth.errors import UserError
 from pathosynth.reader import teaching
-from pathosynth.reader.app import db, page, state_of
+from pathosynth.reader.app import db, page, see_other, state_of
 from pathosynth.reader.auth import check_reader_csrf, reader_csrf, require_reader
 from pathosynth.reader.tables import TeachingCase
 
 router = APIRouter(prefix="/t/{token}")
-
-
-def _see_other(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 @router.get("")
@@ -51,7 +47,7 @@ def request_case(request: Request, token: str, csrf: str = Form(""), label: str 
     box = _box([x0, y0, x1, y1])  # the project's convention: [x_min, y_min, x_max, y_max] in image pixels
     case = teaching.request_case(session, state_of(request), reader, label=label, box=box, size=size,
                                  attenuation=attenuation)
-    return _see_other(f"/t/{token}/case/{case.id}")
+    return see_other(f"/t/{token}/case/{case.id}")
 
 
 @router.post("/quiz")
@@ -61,7 +57,7 @@ def quiz(request: Request, token: str, csrf: str = Form(""), session: Session = 
     _check_open(reader)
     waiting = teaching.open_quiz_case(session, reader)  # a double click does not make two questions
     case = waiting or teaching.quiz_case(session, state_of(request), reader)
-    return _see_other(f"/t/{token}/case/{case.id}")
+    return see_other(f"/t/{token}/case/{case.id}")
 
 
 def _check_open(reader) -> None:
@@ -97,4 +93,4 @@ def answer(request: Request, token: str, case_id: int, csrf: str = Form(""), cho
     check_reader_csrf(request, reader, csrf)
     given = f"{x},{y}" if reader.study.settings["quiz_asks"] == teaching.WHERE else choice
     teaching.answer_quiz(session, reader, teaching.trainee_case(session, reader, case_id), given)
-    return _see_other(f"/t/{token}/case/{case_id}")
+    return see_other(f"/t/{token}/case/{case_id}")

@@ -1,4 +1,4 @@
-"""Passwords, tokens, CSRF and rate limits: the few primitives every route relies on.
+"""Passwords, tokens and CSRF: the few primitives every route relies on.
 
 - Admin passwords: scrypt (memory-hard, in the standard library) with a per-password salt.
 - Reader links and admin sessions: 256-bit random tokens (`secrets`), compared in constant time.
@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 TOKEN_BYTES = 32
@@ -52,7 +51,3 @@ def csrf_ok(secret: str, binding: str | None, presented: str | None) -> bool:
         return False
     return hmac.compare_digest(csrf_token(secret, binding), presented)
 
-
-def within_rate(recent: list[datetime], now: datetime, limit: int, window: timedelta) -> bool:
-    """True while fewer than `limit` events happened in the `window` before `now`."""
-    return sum(1 for moment in recent if now - moment < window) < limit

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from pathosynth.errors import UserError
 from pathosynth.reader import cases as case_files
-from pathosynth.reader.security import within_rate
 from pathosynth.reader.studies import aware, now
 from pathosynth.reader.tables import Reader, Study, TeachingCase
 from pathosynth.reader.teaching_sources import TeachingRequest
@@ -86,11 +85,11 @@ def clicked_on_lesion(case: TeachingCase, answer: str) -> bool:
 
 def check_rate(session: Session, state, reader: Reader) -> None:
     since = now() - timedelta(minutes=1)
-    recent = session.scalars(select(TeachingCase.created_at).where(TeachingCase.reader_id == reader.id,
-                                                                   TeachingCase.created_at >= since)).all()
-    if not within_rate([aware(t) for t in recent], now(), state.limits.per_minute, timedelta(minutes=1)):
+    recent = session.scalar(select(func.count()).select_from(TeachingCase)
+                            .where(TeachingCase.reader_id == reader.id, TeachingCase.created_at >= since))
+    if recent >= state.limits.per_minute:
         raise HTTPException(status_code=429, headers={"Retry-After": "60"},
-                            detail=f"You asked for {len(recent)} cases in the last minute; the limit is "
+                            detail=f"You asked for {recent} cases in the last minute; the limit is "
                                    f"{state.limits.per_minute}. Wait a minute and ask again.")
 
 
