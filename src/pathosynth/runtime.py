@@ -66,3 +66,37 @@ def software_versions(device=None) -> dict:
     except importlib.metadata.PackageNotFoundError:
         pass
     return found
+
+
+def sidestep_strided_pointwise_convolutions(model):
+    """Run every 1 x 1 convolution with a stride as a subsample followed by a stride-1 convolution
+    (the same numbers), in place; returns the model.
+
+    Why: oneDNN's `jit_1x1:avx2` weight-gradient kernel corrupts the heap for strided 1 x 1
+    convolutions on channels_last inputs with 2-6 input channels (glibc then aborts with
+    "corrupted double-linked list"): the ResNet shortcut of the tiny classifier hit it on every
+    AVX2-only CPU. Subsampling first keeps the kernel on its unit-stride path, which is sound. The
+    parameters and the state dict are unchanged, so checkpoints load either way.
+    """
+    from torch import nn
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)) and _strided_pointwise(module):
+            strides = module.stride
+            module.stride = (1,) * len(strides)
+            module.register_forward_pre_hook(_subsampler(strides))
+    return model
+
+
+def _strided_pointwise(conv) -> bool:
+    return (all(k == 1 for k in conv.kernel_size) and any(s > 1 for s in conv.stride)
+            and all(p == 0 for p in conv.padding) and conv.padding_mode == "zeros")
+
+
+def _subsampler(strides: tuple[int, ...]):
+    def subsample(module, inputs):
+        x = inputs[0]
+        index = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
+        return (x[index],) + tuple(inputs[1:])
+
+    return subsample
