@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PATHOSYNTH_TEST_POSTGRES_URL=$(bash scripts/services.sh)
 export PATHOSYNTH_TEST_POSTGRES_URL
-exec .venv/bin/python -m pytest -q "$@"
+exec bash scripts/pytest.sh "$@"

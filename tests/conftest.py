@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.training_trace"]
+
 # Tests run on 2-core machines; one BLAS/torch thread per process avoids oversubscription.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Training picks its thread count from the free cores, and results depend on it (CPU kernels
