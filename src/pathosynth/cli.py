@@ -10,6 +10,8 @@ import click
 
 from pathosynth import __version__
 from pathosynth.cli_serve import admin, serve
+from pathosynth.cli_types import (COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED, TRAINING_BATCH,
+                                  FiniteFloat)
 from pathosynth.errors import UserError
 
 
@@ -30,7 +32,8 @@ def split_options(command):
                      help="Patient-level train,val,test ratios."),
         click.option("--split-file", type=click.Path(), default=None,
                      help="CSV (patient_id,split) or JSON {split: [patients]} fixing every patient's split."),
-        click.option("--seed", default=0, show_default=True, help="Seed for the patient split (and phantoms)."),
+        click.option("--seed", type=SEED, default=0, show_default=True,
+                     help="Seed for the patient split (and phantoms)."),
         click.option("--overwrite", is_flag=True, help="Replace --out if it exists."),
         click.option("--quiet", is_flag=True, help="No progress bars."),
     ]):
@@ -65,7 +68,7 @@ def cli():
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True,
               help="Folder for the demo's datasets, info and previews.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--tiny", is_flag=True, help="Tiny datasets (seconds), for a smoke test.")
 @click.option("--overwrite", is_flag=True, help="Rebuild datasets that a previous run already finished.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -92,7 +95,7 @@ def data():
 @data.command()
 @click.argument("kind", type=click.Choice(["brain-mr", "chest-ct", "radiograph"]))
 @split_options
-@click.option("--patients", type=int, default=None,
+@click.option("--patients", type=COUNT, default=None,
               help="Number of patients [default: brain-mr 40, chest-ct 24, radiograph 160].")
 @click.option("--kind", "kind_3d", type=click.Choice(["vois", "scans"]), default="vois", show_default=True,
               help="chest-ct only: nodule VOIs (for 3D MCGAN) or whole scans (for detection).")
@@ -121,12 +124,14 @@ def import_():
 @click.option("--sequences", default="t1ce", show_default=True,
               help="Comma list of t1,t1ce,t2,flair, or 'all' to stack the four as channels.")
 @click.option("--slices", default="30-130", show_default=True, help="Axial slice range kept, 0-based, inclusive.")
-@click.option("--pad-to", default=256, show_default=True, help="Zero-pad slices to this square size; 0 keeps it.")
-@click.option("--min-tumour-area", default=0, show_default=True,
+@click.option("--pad-to", type=NON_NEGATIVE_INT, default=256, show_default=True,
+              help="Zero-pad slices to this square size; 0 keeps it.")
+@click.option("--min-tumour-area", type=NON_NEGATIVE_INT, default=0, show_default=True,
               help="Drop borderline slices whose tumour area (px) is above 0 but below this.")
-@click.option("--min-brain-fraction", default=0.0, show_default=True,
+@click.option("--min-brain-fraction", type=FRACTION, default=0.0, show_default=True,
               help="Drop slices with less brain than this fraction of the patient's largest brain slice.")
-@click.option("--min-box-area", default=10, show_default=True, help="Tumour components below this (px) get no box.")
+@click.option("--min-box-area", type=NON_NEGATIVE_INT, default=10, show_default=True,
+              help="Tumour components below this (px) get no box.")
 def brats(src, out, split, split_file, seed, overwrite, quiet, skip_bad, sequences, slices, pad_to,
           min_tumour_area, min_brain_fraction, min_box_area):
     """BraTS case folders (t1, t1ce, t2, flair, seg NIfTI) -> labelled 2D slices with tumour boxes."""
@@ -146,9 +151,10 @@ def brats(src, out, split, split_file, seed, overwrite, quiet, skip_bad, sequenc
               help="Annotations CSV [default: SRC/annotations.csv]; optional attenuation or texture column.")
 @click.option("--kind", type=click.Choice(["vois", "scans"]), default="vois", show_default=True,
               help="64^3 nodule VOIs (for 3D MCGAN) or whole scans with nodule boxes (for detection).")
-@click.option("--spacing", default=1.0, show_default=True, help="Isotropic resampling in mm.")
-@click.option("--voi-size", default=64, show_default=True)
-@click.option("--nodule-box", default=32, show_default=True, help="Edge of the central nodule box in a VOI.")
+@click.option("--spacing", type=POSITIVE, default=1.0, show_default=True, help="Isotropic resampling in mm.")
+@click.option("--voi-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--nodule-box", type=COUNT, default=32, show_default=True,
+              help="Edge of the central nodule box in a VOI.")
 def luna16(src, out, split, split_file, seed, overwrite, quiet, skip_bad, annotations, kind, spacing, voi_size,
            nodule_box):
     """LUNA16 chest CT (.mhd + annotations.csv) -> nodule VOIs with size/attenuation, or scans."""
@@ -168,7 +174,8 @@ def luna16(src, out, split, split_file, seed, overwrite, quiet, skip_bad, annota
 @click.option("--csv", "csv_path", type=click.Path(), default=None,
               help="Label table [default: SRC/labels.csv]: file,label[,patient_id,boxes,split].")
 @click.option("--classes", default=None, help="Comma list of allowed labels [default: those in the table].")
-@click.option("--size", default=0, show_default=True, help="Letterbox images to SIZE x SIZE; 0 keeps them.")
+@click.option("--size", type=NON_NEGATIVE_INT, default=0, show_default=True,
+              help="Letterbox images to SIZE x SIZE; 0 keeps them.")
 @click.option("--modality", default="DX", show_default=True, help="DICOM modality code stored in dataset.json.")
 def folder(src, out, split, split_file, seed, overwrite, quiet, skip_bad, csv_path, classes, size, modality):
     """A folder of 2D images plus a CSV of labels (and optional patients, boxes, splits)."""
@@ -195,11 +202,12 @@ def info(dataset, as_json, quiet):
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="PNG to write [default: DATASET-preview.png beside the dataset].")
-@click.option("-n", "--n", "count", default=16, show_default=True, help="Number of images.")
+@click.option("-n", "--n", "count", type=COUNT, default=16, show_default=True, help="Number of images.")
 @click.option("--split", default=None, help="Only this split.")
 @click.option("--label", default=None, help="Only this class.")
-@click.option("--channel", default=0, show_default=True, help="Channel shown for multi-channel images.")
-@click.option("--seed", default=0, show_default=True, help="Which samples are picked.")
+@click.option("--channel", type=NON_NEGATIVE_INT, default=0, show_default=True,
+              help="Channel shown for multi-channel images.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which samples are picked.")
 def show(dataset, out, count, split, label, channel, seed):
     """A PNG grid of samples with their boxes drawn."""
     from pathosynth.data.inspect import show_dataset
@@ -223,27 +231,27 @@ def show(dataset, out, count, split, label, channel, seed):
 @click.option("--label", default=None, help="Train on this class only (implies --classes none).")
 @click.option("--boxes", is_flag=True, default=None,
               help="Condition on lesion boxes: CPGGAN with pggan; always on for unet-cgan.")
-@click.option("--resolution", type=int, default=None, help="Training size in px, a power of two.")
-@click.option("--steps", type=int, default=None, help="Generator updates.")
-@click.option("--batch", type=int, default=None)
-@click.option("--lr-g", type=float, default=None)
-@click.option("--lr-d", type=float, default=None)
-@click.option("--width", type=int, default=None, help="Channels at the finest level.")
-@click.option("--latent-dim", type=int, default=None)
-@click.option("--phase-steps", type=int, default=None, help="PGGAN: steps per fade-in and per stabilisation.")
+@click.option("--resolution", type=COUNT, default=None, help="Training size in px, a power of two.")
+@click.option("--steps", type=COUNT, default=None, help="Generator updates.")
+@click.option("--batch", type=TRAINING_BATCH, default=None)
+@click.option("--lr-g", type=POSITIVE, default=None)
+@click.option("--lr-d", type=POSITIVE, default=None)
+@click.option("--width", type=COUNT, default=None, help="Channels at the finest level.")
+@click.option("--latent-dim", type=COUNT, default=None)
+@click.option("--phase-steps", type=COUNT, default=None, help="PGGAN: steps per fade-in and per stabilisation.")
 @click.option("--diffaugment", default=None,
               help="DiffAugment policy for D, e.g. brightness,contrast,translation,cutout ('' for none).")
 @click.option("--spectral-norm/--no-spectral-norm", default=None,
               help="DCGAN/WGAN: spectrally normalise D's convolutions (beyond the papers; less mode collapse).")
-@click.option("--nodule-box", type=int, default=None,
+@click.option("--nodule-box", type=COUNT, default=None,
               help="mcgan3d: side of the inpainted central box in VOI voxels [default: 32, in a 64 VOI].")
-@click.option("--l1-weight", type=float, default=None,
+@click.option("--l1-weight", type=NON_NEGATIVE, default=None,
               help="unet-cgan / mcgan3d: weight of the L1 term to the real image [mcgan3d: 0, off; the paper's "
                    "alternative is 100].")
-@click.option("--sample-every", type=int, default=None)
-@click.option("--checkpoint-every", type=int, default=None)
+@click.option("--sample-every", type=COUNT, default=None)
+@click.option("--checkpoint-every", type=COUNT, default=None)
 @click.option("--split", default=None, help="Dataset split to train on [default: train].")
-@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--seed", type=SEED, default=None, help="[default: 0]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
           latent_dim, phase_steps, diffaugment, spectral_norm, nodule_box, l1_weight, sample_every, checkpoint_every,
@@ -276,7 +284,7 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--n", "count", type=int, default=None, help="2D runs: number of images.")
+@click.option("--n", "count", type=COUNT, default=None, help="2D runs: number of images.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create (a synthetic dataset, or scans + annotations); it appears only when complete.")
 @click.option("--label", default=None, help="Class to generate [default: every class in turn].")
@@ -299,17 +307,17 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 @click.option("--attenuation", "attenuations", multiple=True,
               help="3D MCGAN: solid, part-solid or ggn; one for all --at or one per --at [with --scans: each real "
                    "nodule's own].")
-@click.option("--zoom", type=float, default=1.0, show_default=True, help="With --ct: scale the nodule box.")
+@click.option("--zoom", type=POSITIVE, default=1.0, show_default=True, help="With --ct: scale the nodule box.")
 @click.option("--scans", type=click.Path(path_type=Path), default=None,
               help="3D MCGAN runs: augment this LUNA16-layout folder (scans + annotations.csv) into --out.")
-@click.option("--copies", type=int, default=1, show_default=True, help="With --scans: synthetic scans per real one.")
+@click.option("--copies", type=COUNT, default=1, show_default=True, help="With --scans: synthetic scans per real one.")
 @click.option("--positions", type=click.Choice(["real", "random"]), default="real", show_default=True,
               help="With --scans: replace the real nodules (the paper's protocol) or add nodules at random "
                    "positions inside the lungs.")
-@click.option("--per-scan", type=int, default=1, show_default=True,
+@click.option("--per-scan", type=COUNT, default=1, show_default=True,
               help="With --positions random: nodules added to each scan.")
-@click.option("--seed", default=0, show_default=True, help="Image i gets seed SEED + i.")
-@click.option("--batch", default=64, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Image i gets seed SEED + i.")
+@click.option("--batch", type=COUNT, default=64, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, sizes, attenuations, zoom, scans,
@@ -387,15 +395,17 @@ def curate():
               help="Feature spaces: pixel (shift- and mirror-tolerant pixels), imagenet (EfficientNet-Lite0).")
 @click.option("--held-out-split", default="val,test", show_default=True,
               help="Real splits (other patients) whose nearest-train distances calibrate the thresholds.")
-@click.option("--percentile", default=1.0, show_default=True,
+@click.option("--percentile", type=FiniteFloat(0.0, 100.0, low_open=True), default=1.0, show_default=True,
               help="Target share (%) of genuinely new images flagged; split evenly over the feature spaces.")
-@click.option("--pixel-size", default=64, show_default=True, help="Side of the pixel-space grid.")
-@click.option("--max-shift", default=0.1, show_default=True,
+@click.option("--pixel-size", type=click.IntRange(min=8), default=64, show_default=True,
+              help="Side of the pixel-space grid.")
+@click.option("--max-shift", type=FiniteFloat(0.0, 0.5), default=0.1, show_default=True,
               help="Pixel space: shifts searched, as a fraction of the image side.")
 @click.option("--imagenet-channels", type=click.Choice(["mean", "first"]), default="mean", show_default=True,
               help="Multi-channel images: average the channels' ImageNet features, or use the first channel.")
-@click.option("--gallery", default=16, show_default=True, help="Pairs shown in closest-pairs.png.")
-@click.option("--batch", default=64, show_default=True, help="Images read per batch.")
+@click.option("--gallery", type=NON_NEGATIVE_INT, default=16, show_default=True,
+              help="Pairs shown in closest-pairs.png.")
+@click.option("--batch", type=COUNT, default=64, show_default=True, help="Images read per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def audit(train_dir, synthetic_dir, out, features, held_out_split, percentile, pixel_size, max_shift,
@@ -437,20 +447,22 @@ def evaluate():
 @click.option("--real", "real_dir", type=click.Path(path_type=Path), required=True,
               help="Real 2D two-class dataset folder with patient-level train/val/test splits.")
 @click.option("--synthetic", "synthetic_dirs", type=click.Path(path_type=Path), multiple=True,
-              help="Synthetic dataset folder (from `pathosynth generate`); repeat for several GANs, each gets its rows.")
+              help="Synthetic dataset folder (from `pathosynth generate`); repeat for several GANs, each gets its "
+                   "rows.")
 @click.option("--setups", default="real,classic,gan,classic+gan,synthetic-only", show_default=True,
               help="Comma list of real, classic, gan, classic+gan, synthetic-only.")
 @click.option("--pretrained", type=click.Choice(["no", "yes", "both"]), default="no", show_default=True,
               help="Initialise from ImageNet (EfficientNet-Lite0 from the pinned wheel), from scratch, or both.")
 @click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default="small", show_default=True,
               help="paper: ResNet-50 at 224 px as in the papers; small: minutes on a 2-core CPU; tiny: tests.")
-@click.option("--repeats", default=2, show_default=True, help="Trainings per setup (seeds SEED*1000 + r).")
-@click.option("--ratio", default=1.0, show_default=True,
+@click.option("--repeats", type=COUNT, default=2, show_default=True, help="Trainings per setup (seeds SEED*1000 + r).")
+@click.option("--ratio", type=NON_NEGATIVE, default=1.0, show_default=True,
               help="Extra images (classic DA copies or synthetic images) per real training image.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--positive", default=None, help="The positive class [default: the class that is not non-/no-/normal].")
-@click.option("--bootstrap", type=int, default=None, help="Patient bootstrap resamples [default: 2000; tiny: 200].")
-@click.option("--max-epochs", type=int, default=None, help="Override the preset's epoch limit.")
+@click.option("--bootstrap", type=click.IntRange(min=100),  default=None,
+              help="Patient bootstrap resamples [default: 2000; tiny: 200].")
+@click.option("--max-epochs", type=COUNT, default=None, help="Override the preset's epoch limit.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create (built as OUT.partial; an interrupted run resumes from it).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
@@ -486,16 +498,19 @@ def classify_command(real_dir, synthetic_dirs, setups, pretrained, preset, repea
 @click.option("--split", default="train", show_default=True, help="Real split the synthetic sets are compared with.")
 @click.option("--reference-split", default="val,test", show_default=True,
               help="Real splits (other patients) compared with --split in the reference row.")
-@click.option("--max-images", default=2000, show_default=True, help="Images per set (seeded subsample beyond).")
-@click.option("--seed", default=0, show_default=True, help="Subsamples, KID subsets, the encoder's training.")
-@click.option("--kid-subsets", default=100, show_default=True)
-@click.option("--kid-subset-size", default=1000, show_default=True, help="At most; and at most half the smaller set.")
-@click.option("--encoder-epochs", default=5, show_default=True)
-@click.option("--radiomics-size", default=128, show_default=True,
+@click.option("--max-images", type=click.IntRange(min=2), default=2000, show_default=True,
+              help="Images per set (seeded subsample beyond).")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Subsamples, KID subsets, the encoder's training.")
+@click.option("--kid-subsets", type=COUNT, default=100, show_default=True)
+@click.option("--kid-subset-size", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="At most; and at most half the smaller set.")
+@click.option("--encoder-epochs", type=COUNT, default=5, show_default=True)
+@click.option("--radiomics-size", type=click.IntRange(min=16), default=128, show_default=True,
               help="Radiomics on images resized to the smallest side among the sets, at most this.")
 @click.option("--imagenet-channels", default="mean", show_default=True,
               help="Multi-channel images: mean of the channels' ImageNet features, or first.")
-@click.option("--batch", default=64, show_default=True, help="Images read per batch.")
+@click.option("--batch", type=COUNT, default=64, show_default=True, help="Images read per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def images_command(real_dir, synthetic_dirs, out, features, split, reference_split, max_images, seed, kid_subsets,
@@ -533,15 +548,17 @@ def images_command(real_dir, synthetic_dirs, out, features, split, reference_spl
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create with tsne-<class>.png, tsne.png, tsne.json and tsne.md; it appears only "
                    "when complete.")
-@click.option("--per-class", default=300, show_default=True, help="Images per category (set) and class.")
-@click.option("--perplexity", default=100.0, show_default=True, help="Capped at (points - 1) / 3 with a note.")
-@click.option("--iterations", default=1000, show_default=True, help="t-SNE iterations (at least 250).")
+@click.option("--per-class", type=COUNT, default=300, show_default=True, help="Images per category (set) and class.")
+@click.option("--perplexity", type=POSITIVE, default=100.0, show_default=True,
+              help="Capped at (points - 1) / 3 with a note.")
+@click.option("--iterations", type=click.IntRange(min=250), default=1000, show_default=True,
+              help="t-SNE iterations (at least 250).")
 @click.option("--features", default="pixel", show_default=True,
               help="pixel (64 x 64 images) or encoder (the CNN trained on the real labels).")
 @click.option("--split", default="train", show_default=True, help="Real split the real points come from.")
-@click.option("--seed", default=0, show_default=True, help="Image choice, classic DA, t-SNE's random_state.")
-@click.option("--encoder-epochs", default=5, show_default=True)
-@click.option("--batch", default=64, show_default=True, help="Images read per batch.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Image choice, classic DA, t-SNE's random_state.")
+@click.option("--encoder-epochs", type=COUNT, default=5, show_default=True)
+@click.option("--batch", type=COUNT, default=64, show_default=True, help="Images read per batch.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def tsne_command(real_dir, synthetic_dirs, classic_da, out, per_class, perplexity, iterations, features, split, seed,
@@ -568,9 +585,10 @@ def tsne_command(real_dir, synthetic_dirs, classic_da, out, per_class, perplexit
 @cli.command(name="report")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Report folder to create (report.html, report.md, report.json, figures/); it appears only when complete.")
+              help="Report folder to create (report.html, report.md, report.json, figures/); it appears only when "
+                   "complete.")
 @click.option("--title", default="pathosynth report", show_default=True)
-@click.option("--seed", default=0, show_default=True, help="Which images the dataset previews show.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which images the dataset previews show.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def report_command(folders, out, title, seed, overwrite):
     """One HTML + Markdown report from FOLDERS written by other verbs.
@@ -601,6 +619,10 @@ def main(argv: list[str] | None = None) -> None:
         cause = interruption.__cause__ if isinstance(interruption, click.exceptions.Abort) else interruption
         click.echo(str(cause or "") or "interrupted; nothing half-written was left behind", err=True)
         sys.exit(130)
+    except click.UsageError as error:  # a bad option or value: one line, like every other user error
+        command = error.ctx.command_path if error.ctx else "pathosynth"
+        click.echo(f"error: {command}: {error.format_message().rstrip('.')}; see `{command} --help`", err=True)
+        sys.exit(error.exit_code)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

@@ -205,9 +205,19 @@ def check_config(config: TrainConfig) -> None:
                         "drop --classes or pass --classes none")
     if config.model == "unet-cgan" and resolution % 2 ** (len(config.unet_widths) - 1):
         raise UserError(f"resolution {resolution} is too small for a U-Net of {len(config.unet_widths)} levels")
-    for name in ("batch", "steps", "critic_steps", "log_every", "sample_every", "checkpoint_every"):
+    for name in ("batch", "steps", "critic_steps", "log_every", "sample_every", "checkpoint_every", "width"):
         if getattr(config, name) < 1:
             raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
+    if config.model in ("dcgan", "wgan", "pggan") and config.latent_dim < 1:
+        raise UserError(f"{config.model} draws images from a latent vector: latent-dim must be at least 1, "
+                        f"got {config.latent_dim}")
+    for name in ("lr_g", "lr_d"):
+        if not (math.isfinite(getattr(config, name)) and getattr(config, name) > 0):
+            raise UserError(f"{name.replace('_', '-')} must be a positive finite number, got {getattr(config, name)}")
+    if not (math.isfinite(config.l1_weight) and config.l1_weight >= 0):
+        raise UserError(f"l1-weight must be a finite number >= 0, got {config.l1_weight}")
+    if not 0 <= config.seed < 2**31:
+        raise UserError(f"seed must be in [0, 2**31), got {config.seed}")
     if not 0.0 <= config.ema_decay < 1.0:
         raise UserError(f"ema-decay must be in [0, 1), got {config.ema_decay}")
     if config.diffaugment:

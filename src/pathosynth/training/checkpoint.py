@@ -9,12 +9,14 @@ it. Both hold only tensors and plain Python values, so `torch.load(weights_only=
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
 import torch
 
 from pathosynth.errors import UserError
+from pathosynth.tempfiles import temporary_name
 
 FULL_STATE = "last.pt"
 GENERATOR = "generator.pt"
@@ -25,7 +27,7 @@ def save_atomic(payload: dict, path: Path) -> None:
     """Write to a temporary name in the same folder, flush to disk, then rename over `path`: a
     crash or kill at any moment leaves either the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     try:
         with tmp.open("wb") as handle:
             torch.save(payload, handle)
@@ -46,7 +48,22 @@ def load_checkpoint(path: Path) -> dict:
                         f"({type(exc).__name__}); resume from an intact copy or train again") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"{path}: not a pathosynth checkpoint; point to a run folder made by `pathosynth train`")
+    _check_family(path, payload)
     return payload
+
+
+def _check_family(path: Path, payload: dict) -> None:
+    """A checkpoint copied into another family's run folder would be built as one family and run
+    as the other: compare it with the run's config.json before anything is built from it."""
+    record = path.parent.parent / "config.json"
+    try:
+        expected = json.loads(record.read_text())["config"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no readable run record beside it: read_run reports that where a run is required
+    found = payload.get("model") or (payload.get("config") or {}).get("model")
+    if found != expected:
+        raise UserError(f"{path}: a {found} checkpoint in a {expected} run folder ({record} says {expected}); "
+                        "put the checkpoint back in its own run folder or train this run again")
 
 
 def sha256(path: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
 from pathosynth.runtime import free_cores, software_versions, usable_cores
+from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training import distributed
 from pathosynth.training.batches import BatchSampler, draw_batch
@@ -56,12 +58,33 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False, progres
     check_config(config)
     out = Path(out)
     processes = distributed.start()
+    existed = out.exists()
     try:
         if config.classes == "separate":
             return _train_separate(config, out, processes, resume, progress, stop_after)
         return _train_run(config, out, processes, resume, progress, stop_after)
+    except BaseException:
+        if not resume and processes.is_main and not _holds_checkpoint(out):
+            _discard_unfinished(out, existed)
+        raise
     finally:
         distributed.stop(processes)
+
+
+def _holds_checkpoint(out: Path) -> bool:
+    return out.is_dir() and any(out.rglob(ckpt.FULL_STATE))
+
+
+def _discard_unfinished(out: Path, existed: bool) -> None:
+    """A new run that failed before its first checkpoint has nothing to resume: remove what it
+    wrote (config.json, log.txt), so the same command can simply be run again."""
+    if not out.is_dir():
+        return
+    if not existed:
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in out.iterdir():  # the folder was there, empty (_check_fresh): keep it empty
+        shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 def resume_run(out: str | Path, progress: bool = True, **overrides) -> Path:
@@ -101,7 +124,7 @@ def _check_fresh(out: Path) -> None:
 
 def _write_json_atomic(payload: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     os.replace(tmp, path)
 
@@ -331,6 +354,9 @@ def _threads(processes, recorded: int | None = None) -> int:
 def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress: bool,
                stop_after: int | None) -> Path:
     main = processes.is_main
+    if main:
+        for folder in (out, out / "checkpoints", out / "samples"):
+            remove_stale_temporaries(folder)  # left by a run that was killed while writing
     recorded_threads = None
     if resume:
         recorded_threads = read_run(out).get("threads")
@@ -340,11 +366,14 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
         _check_fresh(out)
     on_cpu = processes.device.type == "cpu"
     threads = _threads(processes, recorded_threads) if on_cpu else torch.get_num_threads()
+    # read (and check) the checkpoint before the data: a wrong run folder fails at once
+    state = ckpt.load_checkpoint(out / "checkpoints" / ckpt.FULL_STATE) if resume else None
     torch.manual_seed(config.seed * 1000 + processes.rank)
     run = _new_run(config, out, processes, progress and main)
     data = run.data
     if resume:
-        run.load_state_dict(ckpt.load_checkpoint(out / "checkpoints" / ckpt.FULL_STATE))
+        _resume_state(run, state, out / "checkpoints" / ckpt.FULL_STATE)
+        del state
     elif main:
         _write_json_atomic(_run_record(config, run, threads), out / "config.json")
     log = _Log(out, main, resume, run.step)
@@ -408,6 +437,14 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     return out
 
 
+def _resume_state(run: _Run, state: dict, path: Path) -> None:
+    try:
+        run.load_state_dict(state)
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise UserError(f"{path}: the checkpoint does not fit the networks of {path.parent.parent / 'config.json'} "
+                        f"({type(exc).__name__}); resume from the run folder it was written in") from exc
+
+
 def _new_run(config: TrainConfig, out: Path, processes, progress: bool) -> _Run:
     if config.model == "mcgan3d":  # imported here: it builds on _Run
         from pathosynth.training.mcgan_run import MCGANRun
@@ -440,7 +477,7 @@ def _run_record(config: TrainConfig, run: _Run, threads: int) -> dict:
                      "spacing": data.spacing, "png_slope": source.png_slope,
                      "png_intercept": source.png_intercept},
             "generator": {"model": config.model, "kwargs": run.g_kwargs},
-            "seeds": {"seed": config.seed, "torch": f"seed * 1000 + rank", "batch_order": "seed"},
+            "seeds": {"seed": config.seed, "torch": "seed * 1000 + rank", "batch_order": "seed"},
             "processes": run.processes.world, "threads": threads,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from pathosynth.tempfiles import temporary_name
+
 COLUMNS = 8
 ROWS = 4
 BOX_COLOUR = (255, 64, 64)
@@ -35,7 +37,7 @@ def grid_png(images: torch.Tensor, path: Path, boxes: list[list[list[float]]] | 
             draw.rectangle([left + x0, top + y0, left + max(x0, x1 - 1), top + max(y0, y1 - 1)],
                            outline=BOX_COLOUR)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     canvas.save(tmp, format="PNG")
     os.replace(tmp, path)
 

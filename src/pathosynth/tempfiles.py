@@ -1,0 +1,50 @@
+"""Temporary names for atomic writes, and the removal of those a killed process left behind.
+
+Every writer that builds a file or folder under a temporary name and renames it when complete uses
+`temporary_name`: `.NAME.tmp-PID` beside the target (`.NAME.partial-PID` for folders). A SIGKILL
+between the two leaves the temporary behind; `remove_stale_temporaries` deletes those whose process
+is gone, and the verbs call it on their output's folder when they start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+_TEMPORARY = re.compile(r"^\..+\.(?:tmp|partial)-(?P<pid>\d+)(?:\.[A-Za-z0-9]+)?$")
+
+
+def temporary_name(path: Path, kind: str = "tmp") -> Path:
+    """The name `path` is written under before it is renamed into place."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries in `folder` whose writing process no longer runs; returns them."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match is None or _running(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
