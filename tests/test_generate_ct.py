@@ -99,20 +99,29 @@ def test_world_and_voxel_positions_place_the_same_nodule_and_the_same_seed_the_s
     assert not np.array_equal(outputs["voxel"], outputs["other-seed"])
 
 
+def _sources(source_map):
+    """synthetic uid -> (source series uid, copy), from the source map (OUT itself names no source)."""
+    return {link["synthetic_uid"]: (link["source_uid"], link["copy"])
+            for link in json.loads(source_map.read_text())["scans"]}
+
+
 def test_a_luna16_folder_is_augmented_k_fold_at_jittered_real_positions_and_reimports(
         tmp_path, mcgan_run, tiny_chest):
+    from pathosynth.generate_ct import augment_scans
+
     raw = tiny_chest[1]
     real = read_annotations(raw / "annotations.csv")
     scans_with_nodules = {n.seriesuid for n in real}
     out = tmp_path / "augmented"
-    result = run("generate", str(mcgan_run), "--scans", str(raw), "--copies", "2", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
+    augment_scans(mcgan_run, raw, out, copies=2, source_map=tmp_path / "map.json", progress=False)
     assert len(list((out / "subset0").glob("*.mhd"))) == 2 * len(scans_with_nodules)
     made = read_annotations(out / "annotations.csv")
     assert len(made) == 2 * len(real)
     record = json.loads((out / "nodules.json").read_text())
+    sources = _sources(tmp_path / "map.json")
+    assert sorted(sources.values()) == sorted((uid, copy) for uid in scans_with_nodules for copy in (0, 1))
     for scan in record["scans"]:
-        source = scan["job"].split("/")[0]
+        source = sources[scan["uid"]][0]
         originals = [n for n in real if n.seriesuid == source]
         for nodule in scan["nodules"]:
             # each replaces a real nodule, moved by at most 10% of its diameter per axis (paper protocol)
@@ -121,6 +130,7 @@ def test_a_luna16_folder_is_augmented_k_fold_at_jittered_real_positions_and_reim
             assert np.abs(np.array(nearest.world) - moved).max() <= 0.1 * nearest.diameter_mm + 1e-3
             assert 0.9 - 1e-9 <= nodule["zoom"] <= 1.1 + 1e-9
             assert nodule["size"] == nearest.size and nodule["attenuation"] == nearest.attenuation
+            assert nodule["replaces_real_nodule"] is True
     imported = run("data", "import", "luna16", str(out), "--out", str(tmp_path / "imported"), "--kind", "scans",
                    "--quiet")
     assert imported.returncode == 0, imported.stderr
@@ -128,16 +138,18 @@ def test_a_luna16_folder_is_augmented_k_fold_at_jittered_real_positions_and_reim
 
 def test_random_positions_add_rare_combinations_inside_the_lungs_and_keep_the_real_nodules(
         tmp_path, mcgan_run, tiny_chest):
+    from pathosynth.generate_ct import augment_scans
+
     raw = tiny_chest[1]
     out = tmp_path / "random"
-    result = run("generate", str(mcgan_run), "--scans", str(raw), "--positions", "random", "--per-scan", "2",
-                 "--size", "large", "--attenuation", "ggn", "--out", str(out), "--quiet")
-    assert result.returncode == 0, result.stderr
+    augment_scans(mcgan_run, raw, out, positions="random", per_scan=2, size="large", attenuation="ggn",
+                  source_map=tmp_path / "map.json", progress=False)
     record = json.loads((out / "nodules.json").read_text())
     scans = {p.stem: p for p in (raw / "subset0").glob("*.mhd")}
     assert len(record["scans"]) == len(scans)
+    sources = _sources(tmp_path / "map.json")
     for scan in record["scans"]:
-        source = read_image(scans[scan["job"].split("/")[0]])
+        source = read_image(scans[sources[scan["uid"]][0]])
         mask = lung_mask(source)
         assert len(scan["nodules"]) == 2
         for nodule in scan["nodules"]:
@@ -153,7 +165,8 @@ def test_an_interrupted_augmentation_resumes_to_the_same_result(tmp_path, mcgan_
     from pathosynth import generate_ct
 
     raw = tiny_chest[1]
-    straight = generate_ct.augment_scans(mcgan_run, raw, tmp_path / "straight", copies=2, progress=False)
+    straight = generate_ct.augment_scans(mcgan_run, raw, tmp_path / "straight", copies=2, progress=False,
+                                         source_map=tmp_path / "straight.json")
     calls = {"n": 0}
     original = generate_ct.place_one
 
@@ -166,12 +179,29 @@ def test_an_interrupted_augmentation_resumes_to_the_same_result(tmp_path, mcgan_
     monkeypatch.setattr(generate_ct, "place_one", interrupt_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         generate_ct.augment_scans(mcgan_run, raw, tmp_path / "resumed", copies=2, progress=False)
-    assert not (tmp_path / "resumed").exists() and (tmp_path / "resumed.partial").is_dir()
+    partial = tmp_path / "resumed.partial"
+    assert not (tmp_path / "resumed").exists() and partial.is_dir()
+    # what the partial folder keeps to resume names no source either
+    kept = b"".join(p.name.encode() + p.read_bytes() for p in partial.rglob("*") if p.is_file())
+    source_uids = {source for source, _ in _sources(tmp_path / "straight.json").values()}
+    assert (partial / "jobs.jsonl").is_file() and str(raw.resolve()).encode() not in kept
+    assert not any(uid.encode() in kept for uid in source_uids)
+    finished_before = {json.loads(line)["uid"] for line in (partial / "jobs.jsonl").read_text().splitlines()}
     monkeypatch.setattr(generate_ct, "place_one", original)
-    generate_ct.augment_scans(mcgan_run, raw, tmp_path / "resumed", copies=2, progress=False)
-    assert (tmp_path / "resumed" / "annotations.csv").read_text() == (straight / "annotations.csv").read_text()
-    for volume in (straight / "subset0").glob("*.raw"):
-        assert (tmp_path / "resumed" / "subset0" / volume.name).read_bytes() == volume.read_bytes()
+    resumed = generate_ct.augment_scans(mcgan_run, raw, tmp_path / "resumed", copies=2, progress=False,
+                                        source_map=tmp_path / "resumed.json")
+    # the same scans and nodules, under fresh uids: compare them by the source and copy they came from
+    maps = {name: _sources(tmp_path / f"{name}.json") for name in ("straight", "resumed")}
+    assert sorted(maps["straight"].values()) == sorted(maps["resumed"].values())
+    assert finished_before <= maps["resumed"].keys()  # the finished scans kept the uids they were given
+
+    def by_source(folder, name):
+        rows = sorted((maps[name][row.seriesuid], row.world, row.diameter_mm, row.attenuation)
+                      for row in read_annotations(folder / "annotations.csv"))
+        volumes = {maps[name][uid]: (folder / "subset0" / f"{uid}.raw").read_bytes() for uid in maps[name]}
+        return rows, volumes
+
+    assert by_source(straight, "straight") == by_source(resumed, "resumed")
 
 
 def test_bad_positions_conditions_runs_and_volumes_end_in_one_clear_sentence(

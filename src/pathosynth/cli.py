@@ -316,23 +316,27 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
                    "positions inside the lungs.")
 @click.option("--per-scan", type=COUNT, default=1, show_default=True,
               help="With --positions random: nodules added to each scan.")
+@click.option("--keep-source-map", type=click.Path(path_type=Path), default=None,
+              help="With --ct or --scans: also write this JSON file, outside --out, linking each synthetic scan to "
+                   "the source scan it was made from (path, series uid, sha256). It leads back to patients: keep it "
+                   "with the source data and never share it; --out itself names no source.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Image i gets seed SEED + i.")
 @click.option("--batch", type=COUNT, default=64, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, sizes, attenuations, zoom, scans,
-             copies, positions, per_scan, seed, batch, overwrite, quiet):
+             copies, positions, per_scan, keep_source_map, seed, batch, overwrite, quiet):
     """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance), or,
     with a 3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans."""
     from pathosynth.training.loop import read_run
 
     if read_run(run)["config"]["model"] == "mcgan3d":
         _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
-                          count, seed, overwrite, quiet)
+                          count, keep_source_map, seed, overwrite, quiet)
         return
-    if ct or scans or at or sizes or attenuations:
-        raise UserError(f"{run} is not a 3D MCGAN run: --ct, --scans, --at, --size and --attenuation place "
-                        "nodules with `pathosynth train --model mcgan3d` runs")
+    if ct or scans or at or sizes or attenuations or keep_source_map:
+        raise UserError(f"{run} is not a 3D MCGAN run: --ct, --scans, --at, --size, --attenuation and "
+                        "--keep-source-map place nodules with `pathosynth train --model mcgan3d` runs")
     if count is None:
         raise UserError("give --n, the number of images to generate")
     from pathosynth.data.boxes import parse_boxes
@@ -351,7 +355,7 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
 
 
 def _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
-                      count, seed, overwrite, quiet):
+                      count, source_map, seed, overwrite, quiet):
     from pathosynth.generate import Jitter
     from pathosynth.generate_ct import augment_scans, place_nodules
 
@@ -364,7 +368,7 @@ def _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies
         if not sizes or not attenuations:
             raise UserError("with --ct, give --size (small, medium, large) and --attenuation (solid, part-solid, ggn)")
         path = place_nodules(run, ct, out, at=list(at), sizes=list(sizes), attenuations=list(attenuations),
-                             zoom=zoom, seed=seed, overwrite=overwrite, progress=not quiet)
+                             zoom=zoom, seed=seed, overwrite=overwrite, progress=not quiet, source_map=source_map)
     else:
         if at:
             raise UserError("--at goes with --ct; with --scans the positions are the real nodules' or random ones")
@@ -375,7 +379,8 @@ def _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies
             raise UserError("--jitter flip does not apply to nodule positions; use shift=F,zoom=F")
         path = augment_scans(run, scans, out, copies=copies, positions=positions, size=sizes[0] if sizes else None,
                              attenuation=attenuations[0] if attenuations else None, per_scan=per_scan,
-                             shift=moves.shift, zoom=moves.zoom, seed=seed, overwrite=overwrite, progress=not quiet)
+                             shift=moves.shift, zoom=moves.zoom, seed=seed, overwrite=overwrite, progress=not quiet,
+                             source_map=source_map)
     click.echo(f"wrote {path}")
 
 

@@ -5,7 +5,9 @@ usable anywhere a real one is. Image i gets seed `seed + i`; its latent comes fr
 and the generator runs in eval mode, so the same model, seed and condition always give the same
 image, whatever the batch it was made in. Every row records its model, the generator file's
 sha256, its seed and its condition; every file is marked synthetic in its own metadata, and no
-row carries a source patient's identifier (each image is its own "patient", `synthetic-<seed>`).
+file names a source: no patient's identifier (each image is its own "patient", `synthetic-<seed>`),
+no training-data name or path (the set is named after its own folder). Box layouts drawn from the
+training data are copied as numbers only, jittered, without the image or patient they came from.
 """
 
 from __future__ import annotations
@@ -211,9 +213,10 @@ def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = No
 
     # ----------------------------------------------------------------------- write
     intensity = Intensity(**data["intensity"])
-    source_name = data.get("name", "data")
     info = DatasetInfo(
-        name=f"{source_name}-synthetic", modality=data.get("modality", "OT"), dimensionality=2,
+        # named after its own folder, as imported sets are: the training data's name or path is a
+        # source's, and stays out (DESIGN.md); the run's record keeps it for whoever holds the run
+        name=Path(out).name, modality=data.get("modality", "OT"), dimensionality=2,
         classes=sorted(set(classes) | set(labels)), channels=data["channels"],
         intensity_unit=data.get("intensity_unit", "arbitrary"),
         png_slope=data.get("png_slope", 1.0), png_intercept=data.get("png_intercept", 0.0),

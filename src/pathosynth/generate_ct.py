@@ -11,16 +11,24 @@ Two ways in:
 For each nodule: crop the VOI around the position at the run's voxel size, inpaint the central box
 with the run's generator, resample the box back to the scan's own spacing and paste it with a
 feathered edge. The output volume keeps the input's format and geometry, is marked synthetic in its
-own metadata and gets a new series uid (never the source's); beside it, the nodules' LUNA16 CSV
-(world mm) and a JSON record with their boxes (voxels), seeds and provenance.
+own metadata and gets a new series uid; beside it, the nodules' LUNA16 CSV (world mm) and a JSON
+record with their boxes (voxels), seeds and provenance.
+
+No file written under OUT names its source (DESIGN.md): not the series uid, file name, folder or
+path, not the command line that held them, and no hash of the source file either, since whoever
+holds the source data could recompute it and look the patient up. Each synthetic scan is named by a
+fresh random uid (`new_synthetic_uid`); the scans are listed in the order of those uids, not the
+sources'. The link back is written only on request, to a source map outside OUT (`source_map`).
+What stays is the content: outside the pasted boxes a synthetic scan is its source's pixels and
+geometry, so anyone who holds the source scans can still match them by content.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +45,7 @@ from pathosynth.data.writers import write_image
 from pathosynth.errors import UserError
 from pathosynth.inpaint import Inpainter, check_condition, load_inpainter
 from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
-from pathosynth.outputs import building
+from pathosynth.outputs import building, check_source_map_target, new_synthetic_uid, write_source_map
 from pathosynth.placement import (NoduleAnnotation, check_inside_lungs, check_spacing, extract_voi, jitter_position,
                                   lung_mask, nodule_box, parse_position, paste_block, position_units,
                                   random_lung_positions, write_luna16_csv)
@@ -60,7 +68,7 @@ class PlacedNodule:
     pasted_box: list[float]  # every voxel the paste changed
     diameter_mm: float
     measured: bool
-    replaces: str | None = None  # the real nodule's CSV line it replaces (paper protocol)
+    replaces_real: bool = False  # takes the place of a real nodule (paper protocol); which one: the source map
 
     def record(self, scan: MedicalImage) -> dict:
         world = scan.index_to_world(self.centre_index)
@@ -68,15 +76,16 @@ class PlacedNodule:
                 "centre_voxel_xyz": [round(float(v), 3) for v in self.centre_index[::-1]],
                 "centre_world_mm": [round(float(v), 4) for v in world], "box": self.box, "pasted_box": self.pasted_box,
                 "diameter_mm": round(self.diameter_mm, 3), "diameter_measured": self.measured,
-                "replaces": self.replaces}
+                "replaces_real_nodule": self.replaces_real}
 
 
 # ------------------------------------------------------------------------------- one scan
 
 def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[str], sizes: list[str],
                   attenuations: list[str], zoom: float = 1.0, seed: int = 0, overwrite: bool = False,
-                  progress: bool = True) -> Path:
-    """Write OUT/<new uid><suffix>, OUT/annotations.csv, OUT/nodules.json and OUT/preview.png."""
+                  progress: bool = True, source_map: str | Path | None = None) -> Path:
+    """Write OUT/<new uid><suffix>, OUT/annotations.csv, OUT/nodules.json and OUT/preview.png; with
+    `source_map`, also that file (outside OUT), which links the new uid to `ct`."""
     ct, out = Path(ct), Path(out)
     if not at:
         raise UserError("give at least one --at position (x,y,z voxels, or x,y,z,world in mm)")
@@ -85,6 +94,7 @@ def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[
         check_condition(size, attenuation)
     if not 0.5 <= zoom <= 2.0:
         raise UserError(f"--zoom {zoom} is outside 0.5-2.0; a nodule box zoomed that far no longer looks like a nodule")
+    map_target = check_source_map_target(source_map, out, overwrite)
     inpainter = load_inpainter(run)
     scan = read_ct(ct)
     mask = lung_mask(scan)
@@ -98,15 +108,17 @@ def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[
                                                            disable=not progress)):
         array, nodule = place_one(inpainter, _with_array(scan, array), centre, size, attenuation, seed + i, zoom)
         placed.append(nodule)
-    source_sha, records = scan_sha256(ct), [n.record(scan) for n in placed]
-    uid = _synthetic_uid(source_sha, inpainter.sha256, records)
+    uid = new_synthetic_uid()
+    settings = {"at": list(at), "sizes": sizes, "attenuations": attenuations, "zoom": zoom, "seed": seed}
     with building(out, overwrite) as tmp:
         name = _write_volume(tmp, uid, scan, array, ct)
         _write_annotations(tmp / "annotations.csv", uid, scan, placed)
-        record = _provenance(inpainter, run)
-        record["scans"] = [{"uid": uid, "file": name, "source_sha256": source_sha, "nodules": records}]
+        record = _provenance(inpainter, run, settings)
+        record["scans"] = [{"uid": uid, "file": name, "nodules": [n.record(scan) for n in placed]}]
         (tmp / "nodules.json").write_text(json.dumps(record, indent=2) + "\n")
         _preview(tmp / "preview.png", scan, array, placed)
+        if map_target:
+            write_source_map(map_target, out, [_source_entry(uid, name, ct)])
     return out
 
 
@@ -115,9 +127,10 @@ def place_nodules(run: str | Path, ct: str | Path, out: str | Path, *, at: list[
 def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: int = 1, positions: str = "real",
                   size: str | None = None, attenuation: str | None = None, per_scan: int = 1,
                   shift: float = 0.1, zoom: float = 0.1, annotations: str | Path | None = None, seed: int = 0,
-                  overwrite: bool = False, progress: bool = True) -> Path:
+                  overwrite: bool = False, progress: bool = True, source_map: str | Path | None = None) -> Path:
     """Augment the LUNA16-layout folder `src` `copies` times into a LUNA16-layout folder `out`
-    (subset0/*.mhd-or-input-format, annotations.csv, nodules.json); resumes an interrupted run."""
+    (subset0/*.mhd-or-input-format, annotations.csv, nodules.json); resumes an interrupted run.
+    With `source_map`, also that file (outside OUT): which source scan each new uid was made from."""
     from pathosynth.data.importers.luna16 import find_scans, read_annotations
 
     src, out = Path(src), Path(out)
@@ -131,6 +144,7 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
         raise UserError(f"--jitter shift={shift},zoom={zoom}: keep both in 0-0.5 (the paper uses 0.1)")
     if size is not None or attenuation is not None:
         check_condition(size or SIZES[0], attenuation or ATTENUATIONS[0])
+    map_target = check_source_map_target(source_map, out, overwrite)
     inpainter = load_inpainter(run)
     scans = find_scans(src)
     annotations_path = Path(annotations) if annotations else src / "annotations.csv"
@@ -143,12 +157,15 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
     if not todo:
         raise UserError(f"{annotations_path}: no nodule belongs to a scan under {src}; check the seriesuid column")
     jobs = [(uid, copy) for uid in todo for copy in range(copies)]
+    settings = {"copies": copies, "positions": positions, "size": size, "attenuation": attenuation,
+                "per_scan": per_scan, "shift": shift, "zoom": zoom, "seed": seed}
+    command = {**settings, "run": str(Path(run).resolve()), "src": str(src.resolve()),
+               "annotations": str(annotations_path.resolve()), "checkpoint": inpainter.sha256, "jobs": jobs}
     with building(out, overwrite, resumable=True) as tmp:
-        done = _finished_jobs(tmp, dict(run=str(Path(run).resolve()), src=str(src.resolve()), copies=copies,
-                                        positions=positions, size=size, attenuation=attenuation, per_scan=per_scan,
-                                        shift=shift, zoom=zoom, seed=seed, checkpoint=inpainter.sha256))
+        done = _finished_jobs(tmp, command)
+        # jobs are known by their number in `jobs` alone: the partial folder names no source either
         for number, (uid, copy) in enumerate(tqdm(jobs, desc="augment scans", unit="scan", disable=not progress)):
-            if f"{uid}/{copy}" in done:
+            if number in done:
                 continue
             rng = np.random.default_rng([seed, number])
             scan = read_ct(scans[uid])
@@ -160,18 +177,29 @@ def augment_scans(run: str | Path, src: str | Path, out: str | Path, *, copies: 
                 placed, array = _add_random(inpainter, scan, scans[uid], per_scan, size, attenuation, rng,
                                             seed * 1_000_003 + number * 1000)
                 real_rows = by_scan[uid]
-            source_sha, records = scan_sha256(scans[uid]), [n.record(scan) for n in placed]
-            new_uid = _synthetic_uid(source_sha, inpainter.sha256, records + [copy])
+            new_uid = new_synthetic_uid()
             (tmp / "subset0").mkdir(exist_ok=True)
             name = _write_volume(tmp / "subset0", new_uid, scan, array, scans[uid])
-            job = {"job": f"{uid}/{copy}", "uid": new_uid, "file": f"subset0/{name}",
-                   "source_sha256": source_sha, "nodules": records,
+            job = {"job": number, "uid": new_uid, "file": f"subset0/{name}",
+                   "nodules": [n.record(scan) for n in placed],
                    "real_nodules": [{"world_mm": list(r.world), "diameter_mm": r.diameter_mm,
                                      "attenuation": r.attenuation, "size": r.size} for r in real_rows]}
             with (tmp / "jobs.jsonl").open("a") as handle:  # one line per finished scan: the resume point
                 handle.write(json.dumps(job) + "\n")
-        _finish_dataset(tmp, inpainter, run)
+        finished = _finish_dataset(tmp, inpainter, run, settings)
+        if map_target:
+            replaced = {uid: [f"{annotations_path.name} line {n.row}" for n in by_scan[uid]] if positions == "real"
+                        else [] for uid in todo}
+            write_source_map(map_target, out, [_augmented_entry(job, jobs, scans, replaced) for job in finished])
     return out
+
+
+def _augmented_entry(job: dict, jobs: list[tuple[str, int]], scans: dict[str, Path],
+                     replaced: dict[str, list[str]]) -> dict:
+    """The source map's row for one finished job (`job["job"]` is its number in `jobs`)."""
+    source_uid, copy = jobs[job["job"]]
+    return _source_entry(job["uid"], job["file"], scans[source_uid], source_uid=source_uid, copy=copy,
+                         replaced=replaced[source_uid])
 
 
 def _replace_real(inpainter, scan, nodules, size, attenuation, shift, zoom, rng, seed, annotations_path):
@@ -185,7 +213,7 @@ def _replace_real(inpainter, scan, nodules, size, attenuation, shift, zoom, rng,
         moved, factor = jitter_position(centre, scan, nodule.diameter_mm, rng, shift=shift, zoom=zoom)
         array, made = place_one(inpainter, _with_array(scan, array), moved, size or nodule.size,
                                  wanted_attenuation, seed + i, factor)
-        made.replaces = f"{annotations_path.name} line {nodule.row}"
+        made.replaces_real = True
         placed.append(made)
     return placed, array
 
@@ -202,19 +230,34 @@ def _add_random(inpainter, scan, path, count, size, attenuation, rng, seed):
     return placed, array
 
 
-def _finished_jobs(tmp: Path, settings: dict) -> set[str]:
-    """Jobs an interrupted run of the same command finished; another command starts afresh."""
+def _finished_jobs(tmp: Path, command: dict) -> set[int]:
+    """Job numbers an interrupted run of the same command finished; another command starts afresh.
+
+    The command (which names the source folder and its scans) is kept only as a salted hash, so an
+    abandoned partial folder does not name the sources either."""
     settings_file = tmp / "settings.json"
-    if settings_file.is_file() and json.loads(settings_file.read_text()) == settings and (tmp / "jobs.jsonl").is_file():
-        return {json.loads(line)["job"] for line in (tmp / "jobs.jsonl").read_text().splitlines() if line.strip()}
+    if settings_file.is_file() and (tmp / "jobs.jsonl").is_file():
+        kept = json.loads(settings_file.read_text())
+        if kept.get("fingerprint") == _fingerprint(kept.get("salt", ""), command):
+            return {int(json.loads(line)["job"]) for line in (tmp / "jobs.jsonl").read_text().splitlines()
+                    if line.strip()}
     for stale in list(tmp.iterdir()):
         shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+    salt = secrets.token_hex(16)
+    settings_file.write_text(json.dumps({"salt": salt, "fingerprint": _fingerprint(salt, command)}, indent=2) + "\n")
     return set()
 
 
-def _finish_dataset(tmp: Path, inpainter: Inpainter, run) -> None:
+def _fingerprint(salt: str, command: dict) -> str:
+    return hashlib.sha256((salt + json.dumps(command, sort_keys=True, default=str)).encode()).hexdigest()
+
+
+def _finish_dataset(tmp: Path, inpainter: Inpainter, run, settings: dict) -> list[dict]:
+    """Write annotations.csv and nodules.json from the finished jobs; return the jobs (with their
+    numbers, which only the source map may use)."""
     jobs = [json.loads(line) for line in (tmp / "jobs.jsonl").read_text().splitlines() if line.strip()]
+    # listed by their random uids: the order of the source scans (sorted by their uids) stays out
+    jobs.sort(key=lambda job: job["uid"])
     rows = []
     for job in jobs:
         for real in job["real_nodules"]:
@@ -223,12 +266,12 @@ def _finish_dataset(tmp: Path, inpainter: Inpainter, run) -> None:
             rows.append(_csv_row(job["uid"], nodule["centre_world_mm"], nodule["diameter_mm"],
                                  nodule["attenuation"], True))
     write_luna16_csv(tmp / "annotations.csv", rows)
-    record = _provenance(inpainter, run)
-    record["settings"] = json.loads((tmp / "settings.json").read_text())
-    record["scans"] = jobs
+    record = _provenance(inpainter, run, settings)
+    record["scans"] = [{key: value for key, value in job.items() if key != "job"} for job in jobs]
     (tmp / "nodules.json").write_text(json.dumps(record, indent=2) + "\n")
     (tmp / "jobs.jsonl").unlink()
     (tmp / "settings.json").unlink()
+    return jobs
 
 
 # ----------------------------------------------------------------------------- one nodule
@@ -305,14 +348,8 @@ def _write_volume(folder: Path, uid: str, scan: MedicalImage, array: np.ndarray,
     return name
 
 
-def _synthetic_uid(source_sha: str, checkpoint_sha: str, what: list) -> str:
-    """A DICOM-style UUID-derived uid (2.25.N) from the source file's hash, the model and the nodules:
-    the same command always names its output the same, and nothing of the source's uid is kept."""
-    digest = hashlib.sha256(json.dumps([source_sha, checkpoint_sha, what], default=str).encode())
-    return "2.25." + str(int(digest.hexdigest()[:30], 16))
-
-
 def scan_sha256(path: Path) -> str:
+    """The sha256 of a scan's files: for the source map only, never for OUT (a lookup key to the source)."""
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     if path.suffix.lower() == ".mhd":  # the pixels live in the .raw beside the header
@@ -335,12 +372,21 @@ def _write_annotations(path: Path, uid: str, scan: MedicalImage, placed: list[Pl
                             for n in placed])
 
 
-def _provenance(inpainter: Inpainter, run) -> dict:
+def _provenance(inpainter: Inpainter, run, settings: dict) -> dict:
+    # the settings, not the command line: that names the source scan or folder
     return {"format": PLACEMENT_FORMAT, "synthetic": True, "mark": SYNTHETIC_MARK, "model": "mcgan3d",
             "run": str(Path(run).resolve()), "checkpoint_sha256": inpainter.sha256, "step": inpainter.step,
             "voi": {"size": inpainter.voi_size, "box": inpainter.box, "spacing_mm": inpainter.spacing_mm},
-            "box_convention": BOX_CONVENTION, "pathosynth": __version__, "command": " ".join(sys.argv),
+            "box_convention": BOX_CONVENTION, "pathosynth": __version__, "settings": settings,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": software_versions()}
+
+
+def _source_entry(uid: str, file: str, source: Path, *, source_uid: str | None = None, copy: int = 0,
+                  replaced: list[str] | None = None) -> dict:
+    """One row of the source map: a synthetic scan and what it was made from."""
+    return {"synthetic_uid": uid, "synthetic_file": file, "source": str(Path(source).resolve()),
+            "source_uid": source_uid, "source_sha256": scan_sha256(Path(source)), "copy": copy,
+            "replaced_nodules": replaced or []}
 
 
 def _preview(path: Path, scan: MedicalImage, after: np.ndarray, placed: list[PlacedNodule]) -> None:

@@ -2,12 +2,18 @@
 
 Every verb that writes a folder builds it under a temporary name beside the target and renames it
 at the end, so a crash, a Ctrl-C or a user error leaves either the old folder or nothing.
+
+What goes into a synthetic folder never names its sources (DESIGN.md: synthetic images never carry
+identifiers of a source patient): outputs are named by fresh random uids, and the link back to the
+sources is written only on request, to a separate source map outside the folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,3 +49,47 @@ def building(out: str | Path, overwrite: bool = False, *, resumable: bool = Fals
     finally:
         if not resumable:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------- no source identifiers out
+
+SOURCE_MAP_FORMAT = "pathosynth-source-map"
+SOURCE_MAP_WARNING = ("This file links synthetic outputs to the source scans they were made from, and so to "
+                      "patients. Keep it with the source data; never share it with the synthetic set.")
+
+
+def new_synthetic_uid() -> str:
+    """A fresh DICOM UUID-derived uid (PS3.5 B.2: "2.25." + a random UUID as an integer).
+
+    Random rather than derived from the source: any function of the source (its uid, a hash of its
+    file) can be recomputed by whoever holds the source data, which would make the name a lookup key
+    back to the patient."""
+    return "2.25." + str(uuid.uuid4().int)
+
+
+def check_source_map_target(source_map: str | Path | None, out: str | Path, overwrite: bool) -> Path | None:
+    """The path where the source map may go: never inside `out` (nor its partial twin), so the
+    synthetic folder can be shared whole; refused when it exists, unless `overwrite`."""
+    if source_map is None:
+        return None
+    target, out = Path(source_map).resolve(), Path(out).resolve()
+    for folder in (out, out.with_name(f"{out.name}.partial")):
+        if target == folder or folder in target.parents:
+            raise UserError(f"--keep-source-map {source_map}: it lies inside --out {out}, the folder meant to be "
+                            "shared; write it elsewhere, next to the source data")
+    if target.exists() and not overwrite:
+        raise UserError(f"--keep-source-map {source_map} already exists; choose another file or pass --overwrite")
+    return target
+
+
+def write_source_map(target: Path, out: str | Path, scans: list[dict]) -> None:
+    """Write the source -> synthetic table the user asked for, atomically (temp name, then rename)."""
+    payload = {"format": SOURCE_MAP_FORMAT, "warning": SOURCE_MAP_WARNING, "synthetic_folder": str(Path(out).resolve()),
+               "scans": scans}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(json.dumps(payload, indent=2) + "\n")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)

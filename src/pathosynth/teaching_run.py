@@ -10,7 +10,7 @@
   around it, with the nodule's box in crop coordinates.
 
 The generation itself is `pathosynth.generate` and `pathosynth.generate_ct` (their helpers
-`load_generator`, `run_generator`, `place_one`, `read_ct`, `scan_sha256`): a case made here is
+`load_generator`, `run_generator`, `place_one`, `read_ct`): a case made here is
 the image `pathosynth generate` would make for the same model, seed and condition.
 
 `load_maker(path)` is the one function the web app needs: a run folder gives a RunMaker, a dataset
@@ -30,7 +30,7 @@ from pathosynth.data.dataset import SYNTHETIC_MARK, Dataset
 from pathosynth.data.image import MedicalImage
 from pathosynth.errors import UserError
 from pathosynth.generate import UNLABELLED, load_generator, run_generator
-from pathosynth.generate_ct import scan_sha256, place_one, read_ct
+from pathosynth.generate_ct import place_one, read_ct
 from pathosynth.inpaint import load_inpainter
 from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
 from pathosynth.placement import distance_to_boundary_mm, lung_mask, random_lung_positions
@@ -303,8 +303,9 @@ class _NoduleCases:
 
     def _place(self, label: str, size: str, attenuation: str, seed: int, rng: np.random.Generator,
                asked: dict) -> TeachingCase:
-        path = self.scan_paths[int(rng.integers(len(self.scan_paths)))]
-        scan, allowed, scan_sha = self._scan(path)
+        scan_index = int(rng.integers(len(self.scan_paths)))
+        path = self.scan_paths[scan_index]
+        scan, allowed = self._scan(path)
         # `allowed` already holds the margin, so no margin again here
         centre = random_lung_positions(scan, allowed, 1, rng, margin_mm=0.0, path=path)[0]
         with torch.inference_mode():
@@ -320,15 +321,16 @@ class _NoduleCases:
                       "checkpoint": str(self.inpainter.file.relative_to(self.run_dir)),
                       "checkpoint_sha256": self.inpainter.sha256, "step": self.inpainter.step, "seed": int(seed),
                       "condition": {"size": size, "attenuation": attenuation},
-                      "base_scan_sha256": scan_sha, "crop_origin_xyz": [int(v) for v in origin[::-1]], **asked}
+                      "base_scan_index": scan_index, "crop_origin_xyz": [int(v) for v in origin[::-1]], **asked}
         return TeachingCase(array=crop[None].astype(np.float32), dimensionality=3,
                             modality=self.data.get("modality", "CT"), intensity_unit="HU",
                             spacing=[float(s) for s in scan.spacing], label=label, boxes=[box], attributes=attributes,
                             typical=not reasons, provenance=provenance, mark=NODULE_MARK)
 
-    def _scan(self, path: Path) -> tuple[MedicalImage, np.ndarray, str]:
-        """The scan, where a nodule centre may go, and the file's sha256; the last few kept, as
-        the lung mask and its distance map take seconds on a full-size CT."""
+    def _scan(self, path: Path) -> tuple[MedicalImage, np.ndarray]:
+        """The scan and where a nodule centre may go; the last few kept, as the lung mask and its
+        distance map take seconds on a full-size CT. (No hash of the file goes into a case's
+        provenance: whoever holds the scans could look the patient up by it.)"""
         if path in self._scans:
             self._scans.move_to_end(path)
             return self._scans[path]
@@ -337,7 +339,7 @@ class _NoduleCases:
         if not allowed.any():
             raise UserError(f"{path}: no lung voxel is {LUNG_MARGIN_MM:g} mm inside the lungs, so there is no room for "
                             "a nodule; give base scans that are chest CTs in Hounsfield units")
-        self._scans[path] = (scan, allowed, scan_sha256(path))
+        self._scans[path] = (scan, allowed)
         while len(self._scans) > _SCANS_KEPT:
             self._scans.popitem(last=False)
         return self._scans[path]

@@ -45,7 +45,9 @@ def test_generated_folder_follows_the_dataset_contract_with_provenance(tmp_path,
         assert sample.split == "train"
         assert Image.open(out / sample.image).info["Description"] == SYNTHETIC_MARK
         assert dataset.read(sample).shape == (1, 16, 16)
-    assert json.loads((out / "dataset.json").read_text())["source"]["synthetic"] is True
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["source"]["synthetic"] is True
+    assert info["name"] == "syn"  # its own folder's name, not the training data's (a source's)
 
 
 def test_same_seed_and_condition_give_the_same_image_whatever_the_batch(tmp_path, conditional_run):
@@ -72,8 +74,8 @@ def test_requested_boxes_are_the_labels_and_the_condition(tmp_path, box_run):
 
 
 def test_layouts_drawn_from_data_are_jittered_inside_the_image(tmp_path, box_run, tiny_brain):
-    out = generate(box_run, 8, tmp_path / "syn", label="tumour", boxes_from=tiny_brain, jitter="flip,shift=0.2,zoom=0.2",
-                   progress=False)
+    out = generate(box_run, 8, tmp_path / "syn", label="tumour", boxes_from=tiny_brain,
+                   jitter="flip,shift=0.2,zoom=0.2", progress=False)
     samples = Dataset.load(out).samples
     assert all(sample.boxes for sample in samples)
     assert all(0 <= b[0] < b[2] <= 16 and 0 <= b[1] < b[3] <= 16 for s in samples for b in s.boxes)
