@@ -1,7 +1,9 @@
 """End to end in a real browser (Debian's Chromium, driven by playwright): the real server started by
 the CLI (`pathosynth admin`, `pathosynth serve`); an admin makes a Visual Turing Test and invites a
 reader through the forms; the reader, in a browser context of their own, answers, leaves, comes back
-and finishes; the admin downloads the CSV export and reads the results."""
+and finishes; the admin downloads the CSV export and reads the results. A trainee draws a box and
+clicks on a lesion. The scripts are the app's static files under a Content Security Policy without
+'unsafe-inline': the browser must report no violation of it on any page."""
 
 from __future__ import annotations
 
@@ -11,15 +13,24 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+import uvicorn
+from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.reader.conftest import ADMIN, PASSWORD
+from pathosynth.reader.app import Limits, create_app
+from pathosynth.reader.db import open_database
+from pathosynth.reader.studies import create_admin
+from pathosynth.reader.teaching_sources import PoolMaker
+from tests.reader.conftest import ADMIN, PASSWORD, admin_csrf, image, invite, log_in
+from tests.reader.folders import write_folder
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -92,10 +103,16 @@ def browser():
             launched.close()
 
 
-def new_page(browser: Browser, base: str) -> Page:
+def new_page(browser: Browser, base: str, csp_violations: list[str] | None = None) -> Page:
+    """A page in a browser context of its own; Chromium's reports of blocked inline scripts or styles
+    go into `csp_violations`."""
     context = browser.new_context(base_url=base)
     context.set_default_timeout(TIMEOUT_MS)
-    return context.new_page()
+    page = context.new_page()
+    if csp_violations is not None:
+        page.on("console", lambda message: csp_violations.append(f"{page.url}: {message.text}")
+                if "Content Security Policy" in message.text else None)
+    return page
 
 
 def is_case_page(response) -> bool:
@@ -142,9 +159,10 @@ def answer(page: Page, number: int) -> str:
 
 def test_a_reader_answers_in_a_browser_and_the_admin_exports(server, browser):
     base = server
+    csp_violations: list[str] = []
 
     # the admin logs in and makes the study through the forms
-    admin = new_page(browser, base)
+    admin = new_page(browser, base, csp_violations)
     admin.goto("/admin/login")
     admin.fill('input[name="username"]', ADMIN)
     admin.fill('input[name="password"]', PASSWORD)
@@ -180,7 +198,7 @@ def test_a_reader_answers_in_a_browser_and_the_admin_exports(server, browser):
     token = link.rsplit("/", 1)[1]
 
     # the reader, another person in a browser context of their own, answers 3 cases and leaves
-    reader = new_page(browser, base)
+    reader = new_page(browser, base, csp_violations)
     reader.goto(link)
     expect(reader.locator("main")).to_contain_text(f"Welcome, {READER}.")
     expect(reader.locator("main")).to_contain_text("0 of 8 answered.")
@@ -193,7 +211,7 @@ def test_a_reader_answers_in_a_browser_and_the_admin_exports(server, browser):
     reader.context.close()
 
     # back later, in a fresh context (no cookies at all): the link resumes at case 4
-    reader = new_page(browser, base)
+    reader = new_page(browser, base, csp_violations)
     reader.goto(link)
     expect(reader.locator("main")).to_contain_text("3 of 8 answered.")
     with reader.expect_response(is_case_page) as shown:
@@ -234,3 +252,79 @@ def test_a_reader_answers_in_a_browser_and_the_admin_exports(server, browser):
     expect(admin.locator("main")).to_contain_text("Real as Real")
     expect(admin.locator("main")).to_contain_text(READER)
     admin.context.close()
+    assert csp_violations == [], "the Content Security Policy blocked something:\n" + "\n".join(csp_violations)
+
+
+@pytest.fixture
+def teaching_server(tmp_path, vtt_folders):
+    """The app serving a teaching session on a one-class pool of tumour slices (so the quiz asks
+    where the lesion is) in a thread of this process, with a trainee's link; (base URL, link)."""
+    root, _ = vtt_folders
+    pool = tmp_path / "pool"
+    rng = np.random.default_rng(5)
+    write_folder(pool, [(f"t{i}", f"p{i}", "tumour", image(rng, True), [[12, 10, 22, 20]], "test") for i in range(3)],
+                 synthetic=True, classes=("tumour",))
+    database = f"sqlite:///{tmp_path / 'teaching.sqlite'}"
+    engine, sessions = open_database(database)
+    with sessions() as session:
+        create_admin(session, ADMIN, PASSWORD)
+    engine.dispose()
+    app = create_app(database, load_maker=PoolMaker, data_root=tmp_path, limits=Limits(per_minute=100))
+    with TestClient(app) as admin:
+        log_in(admin)
+        made = admin.post("/admin/studies/teaching", data={"csrf": admin_csrf(admin), "name": "Where",
+                                                          "source": "pool", "atypical_share": "0"},
+                          follow_redirects=False)
+        (link,) = invite(admin, int(made.headers["location"].rsplit("/", 1)[1]), "Trainee")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not answers_http(f"{base}/admin/login"):
+            assert time.monotonic() < deadline, f"the app did not answer on {base} within 30 s"
+            time.sleep(0.1)
+        yield base, link
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def drag(page: Page, selector: str, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag between two points given as fractions of the element's box."""
+    box = page.locator(selector).bounding_box()
+    page.mouse.move(box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"], steps=5)
+    page.mouse.up()
+
+
+def test_a_trainee_draws_a_box_and_clicks_on_a_lesion(teaching_server, browser):
+    base, link = teaching_server
+    csp_violations: list[str] = []
+    trainee = new_page(browser, base, csp_violations)
+
+    # draw a box on the 32 x 32 frame: its corners go into the request form, in the frame's pixels
+    trainee.goto(link)
+    drag(trainee, "#frame", (0.25, 0.25), (0.75, 0.5))
+    expect(trainee.locator("#box-text")).to_have_text(re.compile(r"Box: x \d+-\d+, y \d+-\d+"))
+    corners = [int(trainee.input_value(f"#{name}")) for name in ("x0", "y0", "x1", "y1")]
+    assert [abs(a - b) <= 1 for a, b in zip(corners, [8, 8, 24, 16])] == [True] * 4, corners
+    trainee.get_by_role("button", name="Make this case").click()
+    expect(trainee.get_by_role("heading", level=1)).to_have_text("Your case: tumour")
+
+    # the quiz asks where the lesion is: a click on the image is the answer, in the image's pixels
+    trainee.goto(link)
+    trainee.get_by_role("button", name="Next quiz question").click()
+    expect(trainee.locator("main")).to_contain_text("Click on the lesion.")
+    trainee.wait_for_function("() => document.getElementById('clickable').naturalWidth > 0")
+    # the lesion lies at canvas x 192-351, y 160-319 (see test_teaching_flow): click its centre
+    shown = trainee.locator("#clickable").bounding_box()
+    trainee.mouse.click(shown["x"] + 272 / 512 * shown["width"], shown["y"] + 240 / 512 * shown["height"])
+    expect(trainee.locator("#clicked")).to_have_text(re.compile(r"You clicked at 27\d, 2[34]\d\."))
+    trainee.get_by_role("button", name="Answer").click()
+    expect(trainee.locator("#feedback")).to_contain_text("Correct: you clicked on the lesion")
+    trainee.context.close()
+    assert csp_violations == [], "the Content Security Policy blocked something:\n" + "\n".join(csp_violations)

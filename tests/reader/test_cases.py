@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pathosynth.data.dataset import Dataset, DatasetInfo, DatasetWriter, Sample
-from pathosynth.data.image import MedicalImage
-from pathosynth.data.splits import SplitPlan
+from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from tests.reader.folders import write_folder
 from pathosynth.reader.cases import (

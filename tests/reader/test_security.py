@@ -1,17 +1,23 @@
 """Security: every route tried by every role with no unexpected success; CSRF on every
-state-changing request; hashed passwords; unguessable links; no stack traces to the client."""
+state-changing request; hashed passwords; unguessable links; no stack traces to the client; a NUL
+byte anywhere in a request is one sentence (400); no inline script or style, so the Content
+Security Policy can forbid them."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+import pkgutil
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from pathosynth.reader.app import Limits
+from pathosynth import reader as reader_package
+from pathosynth.reader.app import NUL_MESSAGE, Limits
 from pathosynth.reader.db import open_database
 from pathosynth.reader.security import csrf_token
 from pathosynth.reader.tables import Admin, Reader
@@ -23,6 +29,7 @@ ROLES = ("anonymous", "reader", "trainee", "admin")
 
 # (method, path) -> the roles for which it may succeed; every route of the app must be listed
 ALLOWED = {
+    ("GET", "/"): set(ROLES),  # the landing page: where the printed address leads
     ("GET", "/admin/login"): set(ROLES),
     ("POST", "/admin/login"): set(),  # only with the right password, which no role here sends
     ("POST", "/admin/logout"): {"admin"},
@@ -98,10 +105,14 @@ def succeeded(response) -> bool:
     return 200 <= response.status_code < 300
 
 
-def test_every_route_is_classified():
-    from pathosynth.reader import routes_admin, routes_reader, routes_teaching
+def route_modules() -> list:
+    """Every `routes_*` module of the app, so that a new one cannot escape the classification."""
+    return [importlib.import_module(f"pathosynth.reader.{info.name}")
+            for info in pkgutil.iter_modules(reader_package.__path__) if info.name.startswith("routes_")]
 
-    routes = {(method, route.path) for module in (routes_admin, routes_reader, routes_teaching)
+
+def test_every_route_is_classified():
+    routes = {(method, route.path) for module in route_modules()
               for route in module.router.routes if isinstance(route, APIRoute) for method in route.methods}
     assert routes == set(ALLOWED), "classify the new or removed routes in ALLOWED: " + repr(routes ^ set(ALLOWED))
 
@@ -193,3 +204,74 @@ def test_pages_forbid_caching_framing_and_referrers(world):
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_printed_address_leads_a_newcomer_on(world):
+    """`pathosynth serve` prints the server's address; opened as is, it must not be a 404."""
+    response = TestClient(world["app"]).get("/")
+    assert response.status_code == 200
+    assert "personal link" in response.text and 'href="/admin"' in response.text
+
+
+def test_a_nul_byte_anywhere_is_one_sentence_and_changes_nothing(world):
+    admin, reader = world["admin"], world["reader"]
+    csrf, reader_csrf = admin_csrf(admin), csrf_token(world["app"].state.reader.secret, f"reader:{reader}")
+    studies_before = admin.get("/admin").text
+    hostile = {
+        "a form field": lambda: admin.post("/admin/studies/vtt", data={
+            "csrf": csrf, "name": "NUL", "folder-0": "real\x00", "counts-0": "tumour=1", "ask-origin": "1"}),
+        "a field's name": lambda: admin.post("/admin/studies/survey", data={"csrf": csrf, "name": "S", "x\x00": "1"}),
+        "a multipart form": lambda: admin.post("/admin/studies/survey", data={"csrf": csrf, "name": "S\x00"},
+                                               files={"attachment": ("a.txt", b"text")}),
+        "the login form": lambda: TestClient(world["app"]).post("/admin/login", data={"username": "admin\x00"}),
+        "a reader's answer": lambda: TestClient(world["app"]).post(f"/r/{reader}/answer", data={
+            "csrf": reader_csrf, "number": "1", "origin": "real\x00", "confidence": "3"}),
+        "a query": lambda: admin.get("/admin/studies/new", params={"kind": "vtt\x00"}),
+        "a link": lambda: TestClient(world["app"]).get(f"/r/{reader}%00"),
+        "a cookie": lambda: TestClient(world["app"], cookies={"ps_admin": '"a\\000b"'}).get("/admin"),
+    }
+    for where, send in hostile.items():
+        response = send()
+        assert response.status_code == 400, (where, response.status_code)
+        assert re.search(r'<p id="message">([^<]+)</p>', response.text).group(1) == NUL_MESSAGE, where
+    assert admin.get("/admin").text == studies_before  # no study was made
+    assert TestClient(world["app"]).get(f"/r/{reader}/case/1").status_code == 200  # the case is still unanswered
+
+
+def directives(policy: str) -> dict[str, list[str]]:
+    parts = [part.split() for part in policy.split(";") if part.strip()]
+    return {part[0]: part[1:] for part in parts}
+
+
+def test_the_content_security_policy_allows_no_inline_script_or_style(world):
+    for path in ("/", f"/r/{world['reader']}/case/1", f"/t/{world['trainee']}", "/admin/login"):
+        policy = directives(TestClient(world["app"]).get(path).headers["content-security-policy"])
+        assert policy["script-src"] == ["'self'"], policy
+        assert policy["style-src"] == ["'self'"], policy
+        assert "'unsafe-inline'" not in sum(policy.values(), [])
+
+
+TEMPLATES = Path(reader_package.__file__).parent / "templates"
+STATIC = Path(reader_package.__file__).parent / "static"
+
+
+def test_no_template_holds_an_inline_script_style_or_handler():
+    for template in sorted(TEMPLATES.glob("*.html")):
+        html = template.read_text()
+        for attributes, content in re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S | re.I):
+            assert "src=" in attributes and not content.strip(), f"{template.name}: inline script {content[:60]!r}"
+        assert not re.search(r"<style\b", html, re.I), f"{template.name}: a <style> block"
+        assert not re.search(r"\sstyle\s*=", html, re.I), f"{template.name}: a style attribute"
+        assert not re.search(r"\son[a-z]+\s*=", html, re.I), f"{template.name}: an inline event handler"
+
+
+def test_the_scripts_and_style_sheet_the_pages_name_are_served(world):
+    named = {name for template in TEMPLATES.glob("*.html")
+             for name in re.findall(r'(?:src|href)="/static/([^"]+)"', template.read_text())}
+    assert named == {path.name for path in STATIC.iterdir()}, "a static file is missing or unused"
+    for name in named:
+        response = TestClient(world["app"]).get(f"/static/{name}")
+        assert response.status_code == 200
+        expected = "text/css" if name.endswith(".css") else "javascript"
+        assert expected in response.headers["content-type"], (name, response.headers["content-type"])
+        assert response.headers["x-content-type-options"] == "nosniff"

@@ -533,7 +533,8 @@ def test_per_case_results_put_the_most_convincing_synthetic_cases_first():
 
     rows = [row("a", "s1", "synthetic", "synthetic"), row("b", "s1", "synthetic", "real"),
             row("a", "s2", "synthetic", "real"), row("b", "s2", "synthetic", "real"),
-            row("a", "r1", "real", "real", "tumour", "tumour"), row("b", "r1", "real", "synthetic", "healthy", "tumour")]
+            row("a", "r1", "real", "real", "tumour", "tumour"),
+            row("b", "r1", "real", "synthetic", "healthy", "tumour")]
     cases = study_results(rows)["cases"]
     assert [(c["case"], c["n"], c["called_real"], c["share_real"]) for c in cases] == [
         ("s2", 2, 2, 1.0), ("s1", 2, 1, 0.5), ("r1", 2, 1, 0.5)]

@@ -122,7 +122,8 @@ def test_with_one_class_the_quiz_asks_where_the_lesion_is(app_factory, vtt_folde
         outcomes = []
         for x, y in ((200, 170), (350, 318), (100, 100), (360, 170)):
             home = client.get(link).text
-            case_url = client.post(f"{link}/quiz", data={"csrf": csrf_of(home)}, follow_redirects=False).headers["location"]
+            quiz = client.post(f"{link}/quiz", data={"csrf": csrf_of(home)}, follow_redirects=False)
+            case_url = quiz.headers["location"]
             question = client.get(case_url).text
             assert "Click on the lesion." in question
             client.post(f"{case_url}/answer", data={"csrf": csrf_of(question), "x": str(x), "y": str(y)})

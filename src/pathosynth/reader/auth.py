@@ -12,6 +12,7 @@ from pathosynth.reader.app import state_of
 from pathosynth.reader.security import csrf_ok, csrf_token, new_token, verify_password
 from pathosynth.reader.studies import aware, now, reader_by_token
 from pathosynth.reader.tables import Admin, AdminSession, Reader
+from pathosynth.reader.throttle import LoginThrottle, attempt_succeeded, start_attempt
 
 ADMIN_COOKIE = "ps_admin"
 LOGIN_COOKIE = "ps_login"  # binds the login form's CSRF token before anyone is logged in
@@ -60,13 +61,21 @@ def login_binding(request: Request) -> str:
     return request.cookies.get(LOGIN_COOKIE, "")
 
 
-def log_in(session: Session, username: str, password: str) -> str | None:
-    """A new session token for a correct user name and password, None otherwise."""
+def client_address(request: Request) -> str:
+    # behind a reverse proxy on this machine, uvicorn puts the forwarded client's address here
+    return request.client.host if request.client else "unknown"
+
+
+def log_in(session: Session, username: str, password: str, *, address: str, throttle: LoginThrottle) -> str | None:
+    """A new session token for a correct user name and password, None otherwise; TooManyLogins
+    (429) when the name or address has had too many failures lately, whatever the password."""
+    attempt = start_attempt(session, throttle, username, address)
     admin = session.query(Admin).filter(Admin.username == username).one_or_none()
     # verify against a fixed hash when the name is unknown, so timing does not reveal names
     stored = admin.password_hash if admin else _UNKNOWN_USER_HASH
     if not verify_password(password, stored) or admin is None:
         return None
+    attempt_succeeded(session, attempt)
     session.execute(delete(AdminSession).where(AdminSession.expires_at < now()))
     token = new_token()
     session.add(AdminSession(token=token, admin_id=admin.id, expires_at=now() + SESSION_LIFETIME))

@@ -16,6 +16,11 @@ Layout (fixed, so image dimensions never depend on the input):
   sagittal panels the highest slice index is at the top (superior up for an axial stack in the
   usual inferior-to-superior order).
 
+Encoding: stored, not compressed (zlib level 0). A compressed PNG's size follows its content, and
+in one study the byte size alone told real from synthetic cases; stored, a case's size depends only
+on the canvas and the colour mode, so every case of a study has the same length. Teaching images,
+which need no blinding (all synthetic and marked so), may ask for compression.
+
 Windowing: CT in HU gets the lung window (level -600, width 1500 -> [-1350, 150] HU); anything else
 the image's own 1st-99th percentile (for a volume: over the whole first channel, so the three
 panels share one window).
@@ -42,7 +47,8 @@ MONTAGE_HEIGHT = PANEL
 LUNG_WINDOW_LEVEL = -600.0
 LUNG_WINDOW_WIDTH = 1500.0
 PERCENTILE_WINDOW = (1.0, 99.0)
-PNG_COMPRESS_LEVEL = 6
+STORED_LEVEL = 0  # the blinded default: the file's size is a function of its dimensions only
+COMPRESSED_LEVEL = 6
 # Fixed colours so that an outlined teaching image looks the same every time it is made.
 OUTLINE_COLOURS = ((255, 59, 48), (255, 204, 0), (52, 199, 89), (0, 122, 255))
 OUTLINE_WIDTH = 2
@@ -185,11 +191,12 @@ def _render_from(dataset: Dataset, samples: dict[str, Sample], source: CaseSourc
 
 def render_array(array: np.ndarray, *, dimensionality: int, intensity_unit: str, modality: str,
                  spacing: list[float] | tuple[float, ...] | None = None,
-                 boxes: list[list[float]] | None = None, outline: bool = False) -> bytes:
+                 boxes: list[list[float]] | None = None, outline: bool = False, compress: bool = False) -> bytes:
     """The one renderer: [c,] (z,) y, x in the intensity unit -> canonical PNG (layout: module doc).
 
     `boxes` choose the 3D planes (first box's centre) and, with `outline`, are drawn in colour
-    (RGB; teaching feedback only). Without `outline` the result is always 8-bit grey.
+    (RGB; teaching feedback only). Without `outline` the result is always 8-bit grey. `compress`
+    only where the size may depend on the content (see `canonical_png`).
     """
     image = _first_channel(np.asarray(array), dimensionality)
     spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0,) * dimensionality
@@ -203,8 +210,8 @@ def render_array(array: np.ndarray, *, dimensionality: int, intensity_unit: str,
     else:
         canvas, placements = _render_3d(grey, spacing, boxes)
     if not outline:
-        return canonical_png(canvas)
-    return canonical_png(_draw_outlines(canvas, placements))
+        return canonical_png(canvas, compress=compress)
+    return canonical_png(_draw_outlines(canvas, placements), compress=compress)
 
 
 def display_window(image: np.ndarray, *, intensity_unit: str, modality: str) -> tuple[float, float]:
@@ -345,9 +352,12 @@ def _draw_outlines(canvas: np.ndarray, placed: list[tuple[_Placement, list]]) ->
 # ----------------------------------------------------------------------------- the encoder
 
 
-def canonical_png(pixels: np.ndarray) -> bytes:
+def canonical_png(pixels: np.ndarray, *, compress: bool = False) -> bytes:
     """The single PNG encoder: 8-bit grey ([h, w] uint8) or RGB ([h, w, 3] uint8), a fixed zlib
-    level, no optimisation pass and no ancillary chunks, so the bytes depend on the pixels alone."""
+    level, no optimisation pass and no ancillary chunks, so the bytes depend on the pixels alone.
+
+    Stored by default, so that the length depends on the shape alone: a reader must not be able to
+    tell cases apart by file size. `compress=True` is for images with nothing to hide (teaching)."""
     from PIL import Image
 
     pixels = np.asarray(pixels)
@@ -358,5 +368,6 @@ def canonical_png(pixels: np.ndarray) -> bytes:
     image = Image.fromarray(np.ascontiguousarray(pixels))
     buffer = io.BytesIO()
     # a fresh image carries no info dict, so Pillow writes IHDR, IDAT and IEND only
-    image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL, optimize=False)
+    level = COMPRESSED_LEVEL if compress else STORED_LEVEL
+    image.save(buffer, format="PNG", compress_level=level, optimize=False)
     return buffer.getvalue()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
@@ -17,7 +15,8 @@ from pathosynth.reader import stats, studies
 from pathosynth.reader.teaching import TEACHING_COLUMNS, create_teaching_study, teaching_rows, teaching_summary
 from pathosynth.reader.app import db, page, see_other, state_of
 from pathosynth.reader.auth import (ADMIN_COOKIE, LOGIN_COOKIE, SESSION_LIFETIME, admin_csrf, admin_session,
-                                    check_admin_csrf, log_in, log_out, login_binding, require_admin)
+                                    check_admin_csrf, client_address, log_in, log_out, login_binding, require_admin)
+from pathosynth.reader.exports import csv_text
 from pathosynth.reader.security import csrf_ok, csrf_token, new_token
 from pathosynth.reader.tables import Answer, Case, Reader, Study, SurveyAnswer, TeachingCase
 
@@ -38,9 +37,10 @@ def login_page(request: Request, session: Session = Depends(db)):
 @router.post("/login")
 def login(request: Request, username: str = Form(""), password: str = Form(""), csrf: str = Form(""),
           session: Session = Depends(db)):
-    if not csrf_ok(state_of(request).secret, f"login:{login_binding(request)}", csrf):
+    state = state_of(request)
+    if not csrf_ok(state.secret, f"login:{login_binding(request)}", csrf):
         raise HTTPException(status_code=403, detail="This form has expired; reload the login page.")
-    token = log_in(session, username, password)
+    token = log_in(session, username, password, address=client_address(request), throttle=state.login_throttle)
     if token is None:
         return page(request, "admin_login.html", status_code=401, error="Wrong user name or password.",
                     csrf=csrf)
@@ -250,11 +250,7 @@ def export_survey(request: Request, study_id: int, session: Session = Depends(db
 
 
 def _csv_download(rows: list[dict], columns: list[str], name: str) -> Response:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return _download(buffer.getvalue(), name, "text/csv")
+    return _download(csv_text(rows, columns), name, "text/csv")
 
 
 def _download(text: str, name: str, media_type: str) -> Response:

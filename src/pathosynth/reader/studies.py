@@ -128,6 +128,7 @@ def create_vtt(session: Session, name: str, groups: list[CaseGroup], *, question
                         "needs both a real and a synthetic folder")
     random.Random(seed).shuffle(sources)  # case keys must not follow the folders' order
     images = case_files.render_sources(sources)
+    _check_equal_sizes(images)
     classes = sorted({source.label for source in sources})
     study = Study(name=name.strip() or "Visual Turing Test", kind="vtt", questions=questions, classes=classes,
                   instructions=instructions, settings={"seed": seed, "groups": [vars(g) for g in groups]},
@@ -139,6 +140,14 @@ def create_vtt(session: Session, name: str, groups: list[CaseGroup], *, question
     session.add(study)
     session.commit()
     return study
+
+
+def _check_equal_sizes(images: list[bytes]) -> None:
+    # blinding: a case whose file is longer or shorter than the others would stand out unseen; with
+    # the stored encoding only a different canvas (a 2D and a 3D folder) changes the length
+    if len({len(image) for image in images}) > 1:
+        raise UserError("the folders give cases of different layouts (2D slices and 3D volumes); a Visual "
+                        "Turing Test needs all its folders 2D or all 3D")
 
 
 def create_survey(session: Session, name: str, questionnaire: list[dict]) -> Study:

@@ -36,8 +36,9 @@ def create_teaching_study(session: Session, state, name: str, source: str, *, ba
     description = state.maker(source, base_scans).describe()
     study = Study(name=name.strip() or "Teaching", kind="teaching", questions=[],
                   classes=list(description["classes"]),
-                  settings={"source": source, "base_scans": base_scans, "quiz_length": quiz_length, "atypical_share": atypical_share,
-                            "maker": description, "quiz_asks": quiz_question(description)})
+                  settings={"source": source, "base_scans": base_scans, "quiz_length": quiz_length,
+                            "atypical_share": atypical_share, "maker": description,
+                            "quiz_asks": quiz_question(description)})
     session.add(study)
     session.commit()
     return study
@@ -104,8 +105,9 @@ def _made(session: Session, state, reader: Reader, mode: str, make) -> TeachingC
         made = make(state.maker(settings["source"], settings.get("base_scans")))
     finally:
         state.generation_slots.release()
+    # compressed: a teaching case is synthetic and says so, so its file size has nothing to give away
     render = dict(dimensionality=made.dimensionality, intensity_unit=made.intensity_unit, modality=made.modality,
-                  spacing=made.spacing, boxes=made.boxes)
+                  spacing=made.spacing, boxes=made.boxes, compress=True)
     case = TeachingCase(reader_id=reader.id, mode=mode, label=made.label, attributes=dict(made.attributes),
                         boxes=[list(map(float, box)) for box in made.boxes], typical=bool(made.typical),
                         canvas_boxes=(case_files.canvas_rectangles(made.array.shape, made.spacing, made.boxes)
