@@ -178,3 +178,16 @@ def test_seeds_at_the_top_of_the_range_work(tiny_brain, tmp_path, capsys):
     assert code == 0, err
     assert out.with_suffix(".png").is_file()
     assert Path(out.with_suffix(".png")).stat().st_size > 0
+
+
+def test_a_killed_verb_s_temporary_folder_is_removed_by_the_next_run(tiny_brain, tmp_path, capsys):
+    dead = _dead_pid()
+    ours, other = tmp_path / f".rep.partial-{dead}", tmp_path / f".unrelated.partial-{dead}"
+    for folder in (ours, other):
+        folder.mkdir()
+        (folder / "half-written.png").write_bytes(b"x")
+    code, err = run_cli(["report", tiny_brain, "--out", tmp_path / "rep"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "rep" / "report.html").is_file()
+    assert not ours.exists()
+    assert other.exists()  # another target's temporary is not this command's to remove

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pathosynth.errors import UserError
+from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
 
 
 def refuse_existing(out: Path, overwrite: bool) -> None:
@@ -37,7 +38,8 @@ def building(out: str | Path, overwrite: bool = False, *, resumable: bool = Fals
     out = Path(out)
     refuse_existing(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.partial") if resumable else out.parent / f".{out.name}.partial-{os.getpid()}"
+    remove_stale_temporaries(out.parent, of=out.name)  # left by a run of this command that was killed
+    tmp = out.with_name(f"{out.name}.partial") if resumable else temporary_name(out, "partial")
     if not resumable:
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(exist_ok=True)
@@ -87,7 +89,7 @@ def write_source_map(target: Path, out: str | Path, scans: list[dict]) -> None:
     payload = {"format": SOURCE_MAP_FORMAT, "warning": SOURCE_MAP_WARNING, "synthetic_folder": str(Path(out).resolve()),
                "scans": scans}
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temp = temporary_name(target)
     try:
         temp.write_text(json.dumps(payload, indent=2) + "\n")
         os.replace(temp, target)

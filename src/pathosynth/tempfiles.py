@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-_TEMPORARY = re.compile(r"^\..+\.(?:tmp|partial)-(?P<pid>\d+)(?:\.[A-Za-z0-9]+)?$")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|partial)-(?P<pid>\d+)(?:\.[A-Za-z0-9]+)?$")
 
 
 def temporary_name(path: Path, kind: str = "tmp") -> Path:
@@ -21,14 +21,15 @@ def temporary_name(path: Path, kind: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Delete the temporaries in `folder` whose writing process no longer runs; returns them."""
+def remove_stale_temporaries(folder: Path, of: str | None = None) -> list[Path]:
+    """Delete the temporaries in `folder` whose writing process no longer runs; returns them.
+    `of`: only those of the target with this name (in a folder that is not pathosynth's alone)."""
     removed = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
         match = _TEMPORARY.match(entry.name)
-        if match is None or _running(int(match["pid"])):
+        if match is None or _running(int(match["pid"])) or (of is not None and match["name"] != of):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -87,6 +87,7 @@ from pathosynth.evaluate.classify_data import (
 )
 from pathosynth.evaluate.classify_stats import FORMAT, THRESHOLD, statistics
 from pathosynth.runtime import configure_torch_threads, software_versions
+from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
 
 SETUPS = ("real", "classic", "gan", "classic+gan", "synthetic-only")
 PRETRAINED = {"no": (False,), "yes": (True,), "both": (False, True)}
@@ -260,6 +261,8 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
         "fingerprint": _digest(data_key),
     }
     fresh = not partial.is_dir()
+    for folder in (partial, partial / "cells"):
+        remove_stale_temporaries(folder)  # left by a run that was killed while writing
     (partial / "cells").mkdir(parents=True, exist_ok=True)
     if fresh and overwrite and (out / "cells").is_dir():
         for old in (out / "cells").glob("*.json"):  # --overwrite: unchanged cells need no retraining
@@ -408,7 +411,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _write_json(payload: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
     os.replace(tmp, path)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from pathosynth.data.image import MedicalImage
 from pathosynth.data.importers.luna16 import ATTENUATIONS, size_class
+from pathosynth.tempfiles import temporary_name
 
 COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "attenuation", "size", "synthetic")
 
@@ -59,7 +60,7 @@ def write_luna16_csv(path: str | Path, rows: Iterable[NoduleAnnotation | Mapping
     path = Path(path)
     lines = [(row if isinstance(row, NoduleAnnotation) else NoduleAnnotation(**row)).row() for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp = temporary_name(path)
     try:
         with temp.open("w", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
