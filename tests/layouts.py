@@ -117,3 +117,24 @@ def write_labels(path: Path, rows: list[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_decompression_bomb(path: Path, width: int, height: int) -> None:
+    """A valid PNG header declaring width x height 8-bit grey pixels, with almost no pixel data:
+    what a decompression bomb looks like before it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
+
+
+def write_float_tiff(path: Path, array: np.ndarray) -> None:
+    """A 32-bit float grey TIFF (Pillow mode F), the 2D format that can hold NaN and inf."""
+    from PIL import Image
+
+    Image.fromarray(np.asarray(array, dtype=np.float32)).save(path)

@@ -71,7 +71,7 @@ def test_writer_refuses_existing_output_unknown_label_and_outside_box(tmp_path):
         image = MedicalImage(np.zeros((4, 4), np.uint16), (1.0, 1.0))
         with pytest.raises(UserError, match="unknown label 'c'"):
             writer.add(Sample("x", "P", "", "c"), image)
-        with pytest.raises(UserError, match="not inside the image"):
+        with pytest.raises(UserError, match=r"box \[0, 0, 5, 2\] is outside the 4x4 image"):
             writer.add(Sample("y", "P", "", "a", boxes=[[0, 0, 5, 2]]), image)
         with pytest.raises(UserError, match="no samples"):
             writer.commit(SplitPlan())
@@ -103,3 +103,54 @@ def test_load_rejects_leaking_manifest_and_non_dataset(tmp_path):
         Dataset.load(tmp_path / "ds")
     with pytest.raises(UserError, match="not a pathosynth dataset"):
         Dataset.load(tmp_path)
+
+
+def test_a_bad_unit_leaves_none_of_its_samples(tmp_path):
+    """An importer that adds inside `writer.unit(...)` gets all-or-nothing per input for free:
+    the third image of a case has a NaN, so the case's first two are taken back too."""
+    good = MedicalImage(np.zeros((3, 3), np.float32), (1.0, 1.0))
+    bad = MedicalImage(np.full((3, 3), np.nan, np.float32), (1.0, 1.0))
+    with DatasetWriter(tmp_path / "ds", _info(), skip_bad=True) as writer:
+        with writer.unit("case1"):
+            writer.add(Sample("c1_0", "P1", "", "a"), good)
+        with writer.unit("case2"):
+            writer.add(Sample("c2_0", "P2", "", "a"), good, mask=np.ones((3, 3), np.uint8))
+            writer.add(Sample("c2_1", "P2", "", "b"), good)
+            writer.add(Sample("c2_2", "P2", "", "b"), bad)
+        assert sorted(p.name for p in (writer.tmp / "images").iterdir()) == ["c1_0.nii.gz"]
+        assert list((writer.tmp / "masks").iterdir()) == []
+        with writer.unit("case3"):  # an id taken back may be used again
+            writer.add(Sample("c2_0", "P3", "", "a"), good)
+        writer.commit(SplitPlan())
+    assert [s.id for s in Dataset.load(tmp_path / "ds").samples] == ["c1_0", "c2_0"]
+    skipped = list(csv.DictReader((tmp_path / "ds" / "skipped.csv").open()))
+    assert [(r["source"], "9 NaN" in r["reason"]) for r in skipped] == [("case2", True)]
+    with DatasetWriter(tmp_path / "strict", _info()) as writer:
+        with pytest.raises(UserError, match="case2: has non-finite pixel values .*; or pass --skip-bad"):
+            with writer.unit("case2"):
+                writer.add(Sample("c2_2", "P2", "", "b"), bad)
+
+
+@pytest.mark.parametrize("sample, image, mask, message", [
+    (Sample("../x", "P", "", "a"), None, None, "sample id '../x', which cannot be a file name"),
+    (Sample("x", " ", "", "a"), None, None, "has no patient id"),
+    (Sample("x", "P", "", ""), None, None, "has no label"),
+    (Sample("x", "P", "", "a", boxes=[[0, 0, float("nan"), 2]]), None, None, "non-finite"),
+    (Sample("x", "P", "", "a"), MedicalImage(np.zeros((3, 3)), (0.0, 1.0)), None, "voxel spacing"),
+    (Sample("x", "P", "", "a"), None, np.full((3, 3), 0.5), "not a non-negative integer"),
+    (Sample("x", "P", "", "a"), None, np.ones((3, 4), np.uint8), "mask of shape"),
+])
+def test_writer_validates_what_any_importer_adds(tmp_path, sample, image, mask, message):
+    with DatasetWriter(tmp_path / "ds", _info()) as writer:
+        with pytest.raises(BadInputError, match=message):
+            writer.add(sample, image or MedicalImage(np.zeros((3, 3), np.uint8), (1.0, 1.0)), mask)
+        assert list((writer.tmp / "images").iterdir()) == []
+
+
+def test_a_label_above_255_is_kept_in_a_16_bit_mask(tmp_path):
+    with DatasetWriter(tmp_path / "ds", _info()) as writer:
+        writer.add(Sample("x", "P", "", "a"), MedicalImage(np.zeros((3, 3), np.uint8), (1.0, 1.0)),
+                   mask=np.array([[0, 256, 4], [1, 2, 3], [0, 0, 65535]], np.int32))
+        writer.commit(SplitPlan())
+    dataset = Dataset.load(tmp_path / "ds")
+    np.testing.assert_array_equal(dataset.read_mask(dataset.samples[0]), [[0, 256, 4], [1, 2, 3], [0, 0, 65535]])

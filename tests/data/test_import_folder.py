@@ -112,3 +112,13 @@ def test_dicom_images_are_imported_with_their_modality_values(tmp_path):
         expected = apply_modality_lut(ds.pixel_array, ds)
         np.testing.assert_array_equal(dataset.read(sample)[0], expected)
         assert sample.spacing == pytest.approx([float(v) for v in ds.PixelSpacing])
+
+
+def test_split_column_without_patient_ids_names_patients_after_their_files(tmp_path):
+    rows = make_folder_layout(tmp_path / "src", n_patients=2)
+    for row, split in zip(rows, ("train", "val", "test", "train")):
+        row.update(patient_id="", split=split)
+    write_labels(tmp_path / "src" / "labels.csv", rows)
+    dataset = _import(tmp_path / "src", tmp_path / "ds")
+    assert {(s.patient_id, s.split) for s in dataset.samples} == {
+        ("p0_left", "train"), ("p0_right", "val"), ("p1_left", "test"), ("p1_right", "train")}

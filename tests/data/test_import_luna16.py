@@ -125,7 +125,8 @@ def test_a_dicom_series_folder_is_one_scan_named_by_its_series_uid(tmp_path):
     spacing = float(pydicom.dcmread(next((tmp_path / "src" / "patient7").iterdir())).PixelSpacing[0])
     centre = (-50.0 + 64 * spacing, -60.0 + 60 * spacing, 2.5 * 6)
     (tmp_path / "src" / "annotations.csv").write_text(
-        "seriesuid,coordX,coordY,coordZ,diameter_mm,attenuation\n" + f"{uid},{centre[0]},{centre[1]},{centre[2]},6,solid\n")
+        "seriesuid,coordX,coordY,coordZ,diameter_mm,attenuation\n"
+        f"{uid},{centre[0]},{centre[1]},{centre[2]},6,solid\n")
     dataset = _import(tmp_path / "src", tmp_path / "ds", voi_size=16, nodule_box=8)
     (sample,) = dataset.samples
     assert sample.attributes["scan"] == uid and sample.attributes["size"] == "small"

@@ -19,7 +19,7 @@ def test_info_counts_match_the_manifest(tmp_path):
     summary = dataset_info(root, progress=False)
     rows = list(csv.DictReader((root / "manifest.csv").open()))
     expected = Counter((r["split"], r["label"]) for r in rows)
-    assert {(s, l): n for s, c in summary["counts"].items() for l, n in c.items()} == dict(expected)
+    assert {(s, label): n for s, c in summary["counts"].items() for label, n in c.items()} == dict(expected)
     assert summary["patients"] == {s: len({r["patient_id"] for r in rows if r["split"] == s})
                                    for s in summary["counts"]}
     pixels = np.concatenate([np.asarray(Image.open(root / r["image"]), np.float64).ravel() for r in rows])

@@ -40,12 +40,27 @@ def boxes_from_mask(mask: np.ndarray, min_size: int = 1) -> list[list[int]]:
 
 
 def box_is_inside(box: list[float], spatial_shape: tuple[int, ...]) -> bool:
+    return box_problem(box, spatial_shape) is None
+
+
+def box_problem(box: list[float], spatial_shape: tuple[int, ...]) -> str | None:
+    """What is wrong with `box` in an image of `spatial_shape` (array order), or None."""
     dims = len(spatial_shape)
     if len(box) != 2 * dims:
-        return False
-    lows, highs = np.asarray(box[:dims], float), np.asarray(box[dims:], float)
+        return f"box {box} has {len(box)} numbers, a {dims}D box needs {2 * dims}"
+    try:
+        values = np.asarray(box, dtype=float)
+    except (TypeError, ValueError):
+        return f"box {box} holds something that is not a number"
+    if not np.all(np.isfinite(values)):
+        return f"box {box} holds a non-finite number"
+    lows, highs = values[:dims], values[dims:]
+    if not np.all(highs > lows):
+        return f"box {box} has a max corner that is not above its min corner"
     extent = np.asarray(spatial_shape[::-1], float)  # x, y, z extents
-    return bool(np.all(lows >= 0) and np.all(highs <= extent) and np.all(highs > lows))
+    if not (np.all(lows >= 0) and np.all(highs <= extent)):
+        return f"box {box} is outside the {'x'.join(str(n) for n in spatial_shape[::-1])} image"
+    return None
 
 
 def parse_boxes(text: str, dims: int = 2) -> list[list[float]]:

@@ -21,16 +21,21 @@ import csv
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pathosynth import __version__
-from pathosynth.data.boxes import BOX_CONVENTION, box_is_inside
+from pathosynth.data import validate
+from pathosynth.data.boxes import BOX_CONVENTION
 from pathosynth.data.image import MedicalImage
+from pathosynth.data.paths import kind_of
 from pathosynth.data.readers import read_image
 from pathosynth.data.splits import SplitPlan, assign_splits, check_patient_splits
+from pathosynth.data.tables import read_table
 from pathosynth.data.writers import write_image
 from pathosynth.errors import BadInputError, UserError
 
@@ -119,16 +124,14 @@ class Dataset:
     def load(cls, root: str | Path) -> Dataset:
         root = Path(root)
         info_path, manifest_path = root / "dataset.json", root / "manifest.csv"
-        if not info_path.is_file() or not manifest_path.is_file():
+        if kind_of(info_path) != "file" or kind_of(manifest_path) != "file":
             raise UserError(f"{root}: not a pathosynth dataset folder (no dataset.json/manifest.csv); "
                             "create one with `pathosynth data import` or `pathosynth data phantom`")
-        try:
-            info = DatasetInfo.from_json(json.loads(info_path.read_text()))
-            with manifest_path.open(newline="") as handle:
-                samples = [Sample.from_row(row) for row in csv.DictReader(handle)]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise UserError(f"{root}: dataset.json or manifest.csv is damaged ({exc}); "
-                            "re-create the dataset") from exc
+        info = _read_info(info_path)
+        table = read_table(manifest_path, ("id", "patient_id", "split", "image", "label"), what="manifest")
+        samples = [_manifest_sample(root, table.where(line), row) for line, row in table.rows]
+        validate.require_unique(((s.id, table.where(line)) for s, (line, _) in zip(samples, table.rows)),
+                                "both hold the sample id", "re-create the dataset")
         check_patient_splits([asdict(s) for s in samples], str(manifest_path))
         return cls(root, info, samples)
 
@@ -150,28 +153,64 @@ class Dataset:
         return read_image(self.root / sample.mask).array if sample.mask else None
 
 
+def _read_info(path: Path) -> DatasetInfo:
+    damaged = f"{path}: is damaged"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        info = DatasetInfo.from_json(data)
+    except (ValueError, TypeError, OSError) as exc:
+        raise UserError(f"{damaged} ({exc}); re-create the dataset") from exc
+    if info.dimensionality not in (2, 3) or not isinstance(info.classes, list):
+        raise UserError(f"{damaged} (dimensionality must be 2 or 3, classes a list); re-create the dataset")
+    return info
+
+
+def _manifest_sample(root: Path, where: str, row: dict[str, str]) -> Sample:
+    """One manifest row; its files must lie in the dataset folder, as they do when pathosynth
+    writes them, so a hand-edited '../x.png' cannot make training read another folder's image."""
+    try:
+        sample = Sample.from_row(row)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{where}: a JSON cell is damaged ({exc}); re-create the dataset") from exc
+    if not sample.id or not sample.image:
+        raise UserError(f"{where}: the id or image cell is empty; re-create the dataset")
+    for relative in (sample.image, sample.mask):
+        if relative:
+            validate.inside_folder(root / relative, root, where, listed=relative, folder="dataset folder")
+    return sample
+
+
 class DatasetWriter:
     """Builds a dataset folder under a temporary name; `commit` makes it appear complete.
 
     Use as a context manager: leaving the block by an exception (including Ctrl-C) removes the
-    temporary folder, so no half-written dataset is ever left under the target name.
+    temporary folder, so no half-written dataset is ever left under the target name. Importers
+    add each input's samples inside `with writer.unit(input):`, which keeps all of them or, for a
+    bad input, none. `add` validates what it stores (`validate.py`), so every importer gets the
+    same checks. `inputs` are the folders and files read: `out` may not be or hold one of them.
     """
 
     def __init__(self, out: str | Path, info: DatasetInfo, *, overwrite: bool = False,
-                 skip_bad: bool = False):
+                 skip_bad: bool = False, inputs: Iterable[str | Path] = ()):
         self.out = Path(out)
         self.info = info
         self.skip_bad = skip_bad
+        validate.output_folder(self.out, inputs)
         if self.out.exists() and not overwrite:
             raise UserError(f"{self.out} already exists; choose another --out or pass --overwrite")
-        self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        (self.tmp / "images").mkdir(parents=True)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            (self.tmp / "images").mkdir(parents=True)
+        except OSError as exc:
+            raise UserError(f"{self.out}: cannot be created ({exc.strerror or exc}); choose another --out") from exc
         self.samples: list[Sample] = []
         self.skipped: list[tuple[str, str]] = []
-        self._ids: set[str] = set()
-        self._sizes: set[tuple[int, ...]] = set()
+        self._shapes: dict[str, tuple[int, ...]] = {}  # sample id -> spatial shape
+        self._source: str | Path | None = None  # the input being imported, named in messages
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -180,26 +219,54 @@ class DatasetWriter:
         if self.tmp.exists():
             shutil.rmtree(self.tmp, ignore_errors=True)
 
+    @contextmanager
+    def unit(self, source: str | Path) -> Iterator[None]:
+        """One input (a case, a scan, a table row): a `BadInputError` inside the block removes the
+        samples it added and is skipped (--skip-bad) or stops the import with its message."""
+        start, self._source = len(self.samples), source
+        try:
+            yield
+        except BadInputError as error:
+            self._discard(self.samples[start:])
+            del self.samples[start:]
+            self.handle_bad(error)
+        finally:
+            self._source = None
+
     def add(self, sample: Sample, image: MedicalImage, mask: np.ndarray | None = None) -> None:
         """Store the image (and mask) and keep the row; `sample.image`/`mask` are filled in here."""
-        if sample.id in self._ids:
-            raise ValueError(f"duplicate sample id {sample.id}")
-        if sample.label not in self.info.classes:
-            raise UserError(f"sample {sample.id}: unknown label '{sample.label}'; "
-                            f"use one of {', '.join(self.info.classes)}")
-        for box in sample.boxes:
-            if not box_is_inside(box, image.spatial_shape):
-                raise UserError(f"sample {sample.id}: box {box} is not inside the image of size "
-                                f"{list(image.spatial_shape[::-1])} (x, y[, z]); fix or drop the box")
-        self._ids.add(sample.id)
-        self._sizes.add(tuple(int(n) for n in image.spatial_shape))
+        where = self._source or f"sample {sample.id}"
+        self._check(sample, image, mask, where)
+        labels = None if mask is None else validate.label_map(mask, where)
+        self._shapes[sample.id] = tuple(int(n) for n in image.spatial_shape)
         sample.image = self._store(f"images/{sample.id}", image, as_mask=False)
-        if mask is not None:
+        if labels is not None:
             (self.tmp / "masks").mkdir(exist_ok=True)
-            mask_image = MedicalImage(mask.astype(np.uint8), image.spacing, image.origin, image.direction)
+            mask_image = MedicalImage(labels, image.spacing, image.origin, image.direction)
             sample.mask = self._store(f"masks/{sample.id}", mask_image, as_mask=True)
         sample.spacing = [round(float(s), 6) for s in image.spacing]
         self.samples.append(sample)
+
+    def _check(self, sample: Sample, image: MedicalImage, mask: np.ndarray | None, where: str | Path) -> None:
+        validate.file_name(sample.id, where, "sample id")
+        if sample.id in self._shapes:
+            raise BadInputError(where, f"gives the sample id {sample.id} a second time",
+                                "give every case or file a distinct name")
+        if not str(sample.patient_id).strip():
+            raise BadInputError(where, f"sample {sample.id} has no patient id", "fill in its patient id")
+        validate.label(sample.label, self.info.classes, where)
+        validate.check_image(image, where)
+        validate.check_boxes(sample.boxes, image.spatial_shape, where)
+        if mask is not None and mask.shape != image.spatial_shape:
+            raise BadInputError(where, f"sample {sample.id} has a mask of shape {mask.shape} for an image of "
+                                f"shape {image.spatial_shape}", "give the mask the image's geometry")
+
+    def _discard(self, samples: list[Sample]) -> None:
+        for sample in samples:
+            for relative in (sample.image, sample.mask):
+                if relative:
+                    (self.tmp / relative).unlink(missing_ok=True)
+            self._shapes.pop(sample.id, None)
 
     def skip(self, source: str | Path, reason: str) -> None:
         self.skipped.append((str(source), reason))
@@ -260,5 +327,6 @@ class DatasetWriter:
 
     def _fill_shared_geometry(self) -> None:
         spacings = {tuple(s.spacing or ()) for s in self.samples}
+        sizes = set(self._shapes.values())
         self.info.spacing = list(spacings.pop()) if len(spacings) == 1 else None
-        self.info.image_size = list(self._sizes.pop()) if len(self._sizes) == 1 else None
+        self.info.image_size = list(sizes.pop()) if len(sizes) == 1 else None

@@ -10,6 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pathosynth.data.dataset import Dataset, Sample
+from pathosynth.data.paths import kind_of
 from pathosynth.data.splits import SPLITS
 from pathosynth.errors import UserError
 
@@ -138,7 +139,13 @@ def show_dataset(root: str | Path, out: str | Path, n: int = 16, split: str | No
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    out = Path(out)
+    _check_picture_path(out)
     dataset = Dataset.load(root)
+    channels = len(dataset.info.channels)
+    if not 0 <= channel < channels:
+        raise UserError(f"{root}: has {channels} channel(s) ({', '.join(dataset.info.channels)}); "
+                        f"choose --channel 0 to {channels - 1}")
     samples = pick_samples(dataset, n, split, label, seed)
     if not samples:
         raise UserError(f"{root}: no sample matches split={split} label={label}; drop or change the filter")
@@ -158,12 +165,18 @@ def show_dataset(root: str | Path, out: str | Path, n: int = 16, split: str | No
         axis.set_title(_caption(sample), fontsize=7)
     figure.suptitle(f"{dataset.info.name}: {dataset.info.modality} {dataset.info.dimensionality}D", fontsize=10)
     figure.tight_layout()
-    out = Path(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}.png")
     figure.savefig(tmp, dpi=110)
     plt.close(figure)
     tmp.replace(out)
     return out
+
+
+def _check_picture_path(out: Path) -> None:
+    if kind_of(out) == "dir":
+        raise UserError(f"{out}: is a folder; give --out a file name such as preview.png")
+    if kind_of(out.parent) != "dir":
+        raise UserError(f"{out}: its folder {out.parent} does not exist; create it or choose another --out")
 
 
 def _displayable(image: np.ndarray, sample: Sample, dims: int) -> tuple[np.ndarray, list[list[float]]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pathosynth.data.paths import kind_of
+from pathosynth.data.tables import decode_text, read_table
 from pathosynth.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -45,25 +46,35 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
 def read_split_file(path: str | Path) -> dict[str, str]:
     """A CSV with columns patient_id,split, or JSON {"train": [...], "val": [...], "test": [...]}."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: split file not found; give a CSV (patient_id,split) or a JSON file")
-    table: dict[str, str] = {}
-    try:
-        if path.suffix.lower() == ".json":
-            pairs = [(p, s) for s, ids in json.loads(path.read_text()).items() for p in ids]
-        else:
-            with path.open(newline="") as handle:
-                pairs = [(row["patient_id"].strip(), row["split"].strip()) for row in csv.DictReader(handle)]
-    except (KeyError, ValueError, AttributeError, TypeError) as exc:
-        raise UserError(f"{path}: cannot read the split table ({exc}); use columns patient_id,split "
-                        'or JSON like {"train": ["P1"], "test": ["P2"]}') from exc
-    for patient, split in pairs:
+    if path.suffix.lower() == ".json":
+        pairs = [(patient, split, str(path)) for patient, split in _json_split_pairs(path)]
+    else:
+        rows = read_table(path, ("patient_id", "split"), what="split file",
+                          where_to_give="give a CSV (patient_id,split) or a JSON file")
+        pairs = [(row["patient_id"], row["split"], rows.where(line)) for line, row in rows.rows]
+    split_of: dict[str, str] = {}
+    for patient, split, where in pairs:
+        if not patient:
+            raise UserError(f"{where}: a row has no patient_id; fill it in or drop the row")
         if split not in SPLITS:
-            raise UserError(f"{path}: patient {patient} has unknown split '{split}'; use train, val or test")
-        if table.get(patient, split) != split:
-            raise UserError(f"{path}: patient {patient} is listed in two splits; keep one")
-        table[patient] = split
-    return table
+            raise UserError(f"{where}: patient {patient} has unknown split '{split}'; use train, val or test")
+        if split_of.get(patient, split) != split:
+            raise UserError(f"{where}: patient {patient} is listed in two splits; keep one")
+        split_of[patient] = split
+    return split_of
+
+
+def _json_split_pairs(path: Path) -> list[tuple[str, str]]:
+    if kind_of(path) != "file":
+        raise UserError(f"{path}: split file not found; give a CSV (patient_id,split) or a JSON file")
+    try:
+        data = json.loads(decode_text(path)[0])
+        if not all(isinstance(ids, list) for ids in data.values()):
+            raise ValueError("each split needs a list of patient ids")  # a bare "P1" would read as P and 1
+        return [(str(p), s) for s, ids in data.items() for p in ids]
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise UserError(f"{path}: cannot read the split table ({exc}); write JSON like "
+                        '{"train": ["P1"], "test": ["P2"]}') from exc
 
 
 def assign_splits(patient_ids: list[str], plan: SplitPlan) -> dict[str, str]:

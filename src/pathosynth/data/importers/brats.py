@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pathosynth.data import validate
 from pathosynth.data.boxes import boxes_from_mask
 from pathosynth.data.dataset import DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage
+from pathosynth.data.paths import kind_of
 from pathosynth.data.preprocess import normalise_percentile, pad_to_square, reorient_to_plain
-from pathosynth.data.readers import read_image
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import BadInputError, UserError
 
@@ -59,12 +60,15 @@ def parse_slice_range(text: str) -> tuple[int, int]:
 
 def find_cases(src: Path) -> list[Path]:
     """Case folders: any folder under src holding a *seg.nii(.gz) file."""
-    if not src.is_dir():
+    if kind_of(src) != "dir":
         raise UserError(f"{src}: not a folder; give the folder that holds the BraTS case folders")
     cases = sorted({p.parent for p in src.rglob("*") if _role_of(p) == "seg"})
     if not cases:
         raise UserError(f"{src}: no BraTS case found (no *_seg.nii or *_seg.nii.gz file); "
                         "point at the folder holding the case folders")
+    # the folder name is the patient id: HGG/X and LGG/X would be one patient with two brains
+    validate.require_unique(((case.name, str(case)) for case in cases), "are case folders with the same name",
+                            "the case folder name is the patient id, so rename or remove one")
     return cases
 
 
@@ -79,18 +83,27 @@ def _role_of(path: Path) -> str | None:
     return None
 
 
-def case_files(case: Path, sequences: tuple[str, ...]) -> dict[str, Path]:
-    found: dict[str, Path] = {}
+def case_files(case: Path, sequences: tuple[str, ...], root: Path | None = None) -> dict[str, Path]:
+    """The files of the sequences asked for and the segmentation; each must be the only one of its
+    role in the case folder and lie inside `root` (default: the case folder)."""
+    found: dict[str, list[Path]] = {}
     for path in sorted(case.iterdir()):
         role = _role_of(path)
         if role is not None:
-            found.setdefault(role, path)
+            found.setdefault(role, []).append(path)
+    files = {}
     for role in (*sequences, "seg"):
-        if role not in found:
+        candidates = found.get(role, [])
+        if not candidates:
             aliases = " or ".join(f"*_{a}.nii.gz" for a in _ALIASES[role])
             raise BadInputError(case, f"has no {role} file ({aliases})",
                                 f"add it or choose --sequences without {role}")
-    return found
+        if len(candidates) > 1:
+            raise BadInputError(case, f"has {len(candidates)} {role} files ({', '.join(p.name for p in candidates)})",
+                                "keep one")
+        validate.inside_folder(candidates[0], root or case, candidates[0])
+        files[role] = candidates[0]
+    return files
 
 
 def import_brats(src: str | Path, out: str | Path, options: BratsOptions, plan: SplitPlan, *,
@@ -106,33 +119,31 @@ def import_brats(src: str | Path, out: str | Path, options: BratsOptions, plan: 
     )
     info.source.update(provenance or {})  # e.g. a phantom replaces its temporary paths
     excluded = {"borderline": 0, "missing_brain": 0}
-    with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad) as writer:
+    with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad, inputs=(src,)) as writer:
         for case in tqdm(cases, desc="brats cases", unit="case", disable=not progress):
-            try:
-                counts = _import_case(case, options, writer)
-            except BadInputError as error:
-                writer.handle_bad(error)
-                continue
-            for key in excluded:
-                excluded[key] += counts[key]
+            with writer.unit(case):
+                counts = _import_case(case, src, options, writer)
+                for key in excluded:
+                    excluded[key] += counts[key]
         info.source["excluded_slices"] = excluded
         return writer.commit(plan)
 
 
-def _import_case(case: Path, options: BratsOptions, writer: DatasetWriter) -> dict[str, int]:
-    files = case_files(case, options.sequences)
-    seg_image = reorient_to_plain(read_image(files["seg"]))
+def _import_case(case: Path, src: Path, options: BratsOptions, writer: DatasetWriter) -> dict[str, int]:
+    files = case_files(case, options.sequences, src)
+    # any non-zero label is tumour; labels keep their values (uint8, or uint16 above 255)
+    seg_image = reorient_to_plain(validate.read_checked(files["seg"], labels=True))
     if seg_image.array.ndim != 3:
         raise BadInputError(files["seg"], f"is {seg_image.array.ndim}D", "BraTS segmentations are 3D volumes")
     volumes = []
     for name in options.sequences:
-        image = reorient_to_plain(read_image(files[name]))
+        image = reorient_to_plain(validate.read_checked(files[name]))
         if image.array.shape != seg_image.array.shape:
             raise BadInputError(files[name], f"has shape {image.array.shape} but the segmentation "
                                 f"{files['seg'].name} has {seg_image.array.shape}",
                                 "resample the case so all its sequences and the segmentation share one grid")
-        volumes.append(image.array.astype(np.float32))
-    seg = seg_image.array.astype(np.uint8)
+        volumes.append(validate.exact_cast(image.array, np.float32, files[name]))
+    seg = seg_image.array
     brain = np.any(np.stack(volumes) > 0, axis=0)
     normalised = np.stack([normalise_percentile(v, brain, options.percentile) for v in volumes])
     first, last = options.slices

@@ -7,7 +7,6 @@ original image) and ``split`` (train/val/test, which then replaces the seeded sp
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,11 +14,13 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from pathosynth.data.boxes import box_is_inside, parse_boxes
+from pathosynth.data import validate
+from pathosynth.data.boxes import parse_boxes
 from pathosynth.data.dataset import DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage
-from pathosynth.data.readers import read_image
+from pathosynth.data.paths import kind_of
 from pathosynth.data.splits import SPLITS, SplitPlan
+from pathosynth.data.tables import Table, read_table
 from pathosynth.errors import BadInputError, UserError
 
 
@@ -35,104 +36,108 @@ def import_folder(src: str | Path, out: str | Path, options: FolderOptions, plan
                   overwrite: bool = False, skip_bad: bool = False, progress: bool = True,
                   provenance: dict | None = None) -> Path:
     src, out = Path(src), Path(out)
-    if not src.is_dir():
+    if kind_of(src) != "dir":
         raise UserError(f"{src}: not a folder; give the folder holding the images")
     csv_path = Path(options.csv) if options.csv else src / "labels.csv"
-    rows = _read_rows(csv_path)
-    classes = list(options.classes) if options.classes else sorted({r["label"] for _, r in rows if r["label"]})
-    explicit = _explicit_splits(rows, csv_path)
+    table = _read_table(csv_path)
+    classes = list(options.classes) if options.classes else _classes_in(table)
+    _refuse_repeated_images(src, table)
+    explicit = _explicit_splits(table)
     info = DatasetInfo(
         name=out.name, modality=options.modality, dimensionality=2, classes=classes,
         source={"importer": "folder", "path": str(src), "csv": str(csv_path), "options": asdict(options)},
     )
     info.source.update(provenance or {})  # e.g. a phantom replaces its temporary paths
-    with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad) as writer:
+    with DatasetWriter(out, info, overwrite=overwrite, skip_bad=skip_bad, inputs=(src, csv_path)) as writer:
         used_ids: set[str] = set()
-        for line, row in tqdm(rows, desc="images", unit="img", disable=not progress):
-            try:
-                sample, image = _load_row(src, csv_path, line, row, classes, options.size)
-            except BadInputError as error:
-                writer.handle_bad(error)
-                continue
-            sample.id = _unique(sample.id, used_ids)
-            writer.add(sample, image)
+        for line, row in tqdm(table.rows, desc="images", unit="img", disable=not progress):
+            with writer.unit(table.where(line)):
+                sample, image = _load_row(src, table.where(line), row, classes, options.size)
+                sample.id = _unique(sample.id, used_ids)
+                writer.add(sample, image)
         if explicit is not None:
             plan = SplitPlan(explicit=explicit)
         return writer.commit(plan)
 
 
-def _read_rows(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
-    if not csv_path.is_file():
-        raise UserError(f"{csv_path}: label table not found; give it with --csv (columns file,label)")
-    with csv_path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("file", "label") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{csv_path}: missing column(s) {', '.join(missing)}; the table needs file,label "
-                            "and may have patient_id, boxes, split")
-        rows = [(line, {k: (v or "").strip() for k, v in row.items() if k}) for line, row in
-                enumerate(reader, start=2)]
-    if not rows:
+def _read_table(csv_path: Path) -> Table:
+    table = read_table(csv_path, ("file", "label"), what="label table", where_to_give="give it with --csv")
+    if not table.rows:
         raise UserError(f"{csv_path}: the table has no rows; list one image per row")
-    return rows
-
-
-def _explicit_splits(rows: list[tuple[int, dict[str, str]]], csv_path: Path) -> dict[str, str] | None:
-    if not any(row.get("split") for _, row in rows):
-        return None
-    table: dict[str, str] = {}
-    for line, row in rows:
-        patient = row.get("patient_id") or row["file"]
-        split = row.get("split", "")
-        if split not in SPLITS:
-            raise UserError(f"{csv_path} line {line}: split '{split}' must be train, val or test "
-                            "(fill it on every row or on none)")
-        if table.setdefault(patient, split) != split:
-            raise UserError(f"{csv_path} line {line}: patient {patient} is in split {table[patient]} on an "
-                            f"earlier row and {split} here; one patient belongs to one split")
     return table
 
 
-def _load_row(src: Path, csv_path: Path, line: int, row: dict[str, str], classes: list[str],
+def _classes_in(table: Table) -> list[str]:
+    classes = sorted({row["label"] for _, row in table.rows if row["label"]})
+    if not classes:
+        raise UserError(f"{table.path}: the label column is empty; give every image a label")
+    return classes
+
+
+def _refuse_repeated_images(src: Path, table: Table) -> None:
+    """One image on two rows (two labels, two patients) would train and test on the same pixels."""
+    validate.require_unique((((src / row["file"]).resolve(), table.where(line)) for line, row in table.rows
+                             if row["file"]),
+                            "list the same image file", "list each image once, with one label and one patient")
+
+
+def _patient_of(row: dict[str, str]) -> str:
+    """The patient_id cell; empty means one patient per image, named after the file."""
+    return row.get("patient_id") or Path(row["file"]).stem
+
+
+def _explicit_splits(table: Table) -> dict[str, str] | None:
+    if not any(row.get("split") for _, row in table.rows):
+        return None
+    split_of: dict[str, str] = {}
+    for line, row in table.rows:
+        patient, split = _patient_of(row), row.get("split", "")
+        if split not in SPLITS:
+            raise UserError(f"{table.where(line)}: split '{split}' must be train, val or test "
+                            "(fill it on every row or on none)")
+        if split_of.setdefault(patient, split) != split:
+            raise UserError(f"{table.where(line)}: patient {patient} is in split {split_of[patient]} on an "
+                            f"earlier row and {split} here; one patient belongs to one split")
+    return split_of
+
+
+def _load_row(src: Path, where: str, row: dict[str, str], classes: list[str],
               size: int) -> tuple[Sample, MedicalImage]:
-    where = f"{csv_path} line {line}"
-    if row["label"] not in classes:
-        raise BadInputError(where, f"unknown label '{row['label']}'",
-                            f"use one of {', '.join(classes)} or add it to --classes")
-    path = src / row["file"]
-    if not path.exists():
-        raise BadInputError(path, f"is listed on {where} but does not exist", "fix the file name or drop the row")
-    image = read_image(path)
+    validate.label(row["label"], classes, where)
+    path = validate.listed_file(src, row["file"], where)
+    image = validate.read_checked(path)
     if image.spatial_dims != 2 or image.array.ndim != 2:
         raise BadInputError(path, f"is not a single-channel 2D image (shape {image.array.shape})",
                             "the folder importer takes 2D grey images")
-    try:
-        boxes = parse_boxes(row.get("boxes", ""), dims=2)
-    except ValueError as exc:
-        raise BadInputError(where, f"boxes '{row.get('boxes')}' cannot be read ({exc})",
-                            "write them as x0,y0,x1,y1;x0,y0,x1,y1") from None
-    for box in boxes:
-        if not box_is_inside(box, image.spatial_shape):
-            height, width = image.spatial_shape
-            raise BadInputError(where, f"box {box} is outside the {width}x{height} image {row['file']}",
-                                "fix the box (x0,y0,x1,y1 in pixels, x1 <= width, y1 <= height)")
-    array = _storable(image.array)
+    boxes = _parse_row_boxes(row.get("boxes", ""), where)
+    validate.check_boxes(boxes, image.spatial_shape, where)
+    array = _storable(image.array, path)
     spacing = image.spacing
     if size:
         array, boxes, spacing = _letterbox(array, boxes, spacing, size)
-    patient = row.get("patient_id") or Path(row["file"]).stem
-    sample = Sample(id=Path(row["file"]).stem, patient_id=patient, image="", label=row["label"], boxes=boxes,
-                    attributes={"source_file": row["file"]})
+    sample = Sample(id=Path(row["file"]).stem, patient_id=_patient_of(row), image="", label=row["label"],
+                    boxes=boxes, attributes={"source_file": row["file"]})
     return sample, MedicalImage(array, spacing)
 
 
-def _storable(array: np.ndarray) -> np.ndarray:
-    """8-bit stays 8-bit; other non-negative integers up to 65535 become 16-bit; the rest float32."""
+def _parse_row_boxes(text: str, where: str) -> list[list[float]]:
+    try:
+        return parse_boxes(text, dims=2)
+    except ValueError as exc:
+        raise BadInputError(where, f"boxes '{text}' cannot be read ({exc})",
+                            "write them as x0,y0,x1,y1;x0,y0,x1,y1") from None
+
+
+def _storable(array: np.ndarray, source: Path) -> np.ndarray:
+    """8-bit stays 8-bit and other integers in 0..65535 become 16-bit (both PNG); other integers
+    become int32 and the rest float32 (NIfTI), refusing values those types cannot hold."""
     if array.dtype == np.uint8:
         return array
-    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() <= 65535:
-        return array.astype(np.uint16)
-    return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        if 0 <= array.min() and array.max() <= 65535:
+            return array.astype(np.uint16)
+        return validate.exact_cast(array, np.int32, source)
+    return validate.exact_cast(array, np.float32, source)
 
 
 def _letterbox(array: np.ndarray, boxes: list, spacing: tuple[float, ...], size: int):
@@ -142,7 +147,8 @@ def _letterbox(array: np.ndarray, boxes: list, spacing: tuple[float, ...], size:
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
     resized = ndimage.zoom(array.astype(np.float32), (new_h / height, new_w / width), order=1)
     if np.issubdtype(array.dtype, np.integer):
-        resized = np.clip(np.rint(resized), 0, np.iinfo(array.dtype).max).astype(array.dtype)
+        limits = np.iinfo(array.dtype)
+        resized = np.clip(np.rint(resized), limits.min, limits.max).astype(array.dtype)
     top, left = (size - new_h) // 2, (size - new_w) // 2
     canvas = np.zeros((size, size), dtype=resized.dtype)
     canvas[top:top + new_h, left:left + new_w] = resized

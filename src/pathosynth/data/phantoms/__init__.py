@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pathosynth.data import validate
+from pathosynth.data.paths import kind_of
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 
@@ -26,19 +28,18 @@ def build_phantom(kind: str, out: str | Path, *, seed: int = 0, patients: int | 
     """Write the raw layout of `kind` (to keep_raw, or a temporary folder) and import it into out."""
     if kind not in KINDS:
         raise UserError(f"unknown phantom '{kind}'; choose one of {', '.join(KINDS)}")
-    patients = patients or DEFAULT_PATIENTS[kind]
+    patients = DEFAULT_PATIENTS[kind] if patients is None else patients
     if patients < 1:
         raise UserError("--patients must be at least 1")
     plan = plan or SplitPlan(seed=seed)
     out = Path(out)
+    validate.output_folder(out, [keep_raw] if keep_raw else [])
     if out.exists() and not overwrite:
         raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    if keep_raw:
+        _prepare_keep_raw(Path(keep_raw), out)
     with tempfile.TemporaryDirectory(prefix="pathosynth-raw-") as scratch:
         raw = Path(keep_raw) if keep_raw else Path(scratch)
-        if keep_raw:
-            if raw.exists() and any(raw.iterdir()):
-                raise UserError(f"{raw} is not empty; give --keep-raw an empty or new folder")
-            raw.mkdir(parents=True, exist_ok=True)
         with tqdm(total=patients, desc=f"{kind} phantom", unit="patient", disable=not progress) as bar:
 
             def tick(*_: object) -> None:  # some writers report (done, total); the bar counts calls
@@ -51,6 +52,24 @@ def build_phantom(kind: str, out: str | Path, *, seed: int = 0, patients: int | 
                 if keep_raw:
                     shutil.rmtree(raw, ignore_errors=True)
                 raise
+
+
+def _prepare_keep_raw(raw: Path, out: Path) -> None:
+    """Create the --keep-raw folder; refuse a place where it cannot go, or where the dataset
+    would land inside the raw layout and be read back as raw data."""
+    kind = kind_of(raw)
+    if kind == "file":
+        raise UserError(f"{raw}: is a file; give --keep-raw an empty or new folder")
+    if kind == "dir" and any(raw.iterdir()):
+        raise UserError(f"{raw} is not empty; give --keep-raw an empty or new folder")
+    if out.resolve().is_relative_to(raw.resolve()):
+        raise UserError(f"{out}: lies inside --keep-raw {raw}, so the dataset would be read as raw data; "
+                        "give them separate folders")
+    validate.output_folder(raw, [])
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{raw}: cannot be created ({exc.strerror or exc}); give --keep-raw another folder") from exc
 
 
 def phantom_provenance(kind: str, seed: int, patients: int, tiny: bool) -> dict:

@@ -20,9 +20,9 @@ look-alikes for a classifier.
 The anatomy is computed once per patient as a tissue label per head voxel and then mapped to
 each sequence's contrast (T1, contrast-enhanced T1, T2, FLAIR) with per-patient contrast
 jitter, a faint 2-4 mm tissue texture, an in-plane partial-volume blur (0.75 mm) that softens
-the label edges, a smooth multiplicative bias field and Rician noise. Air outside the head is exactly 0, as in BraTS. The geometry is laid out for a
-240 x 240 x 155 mm field and scaled to the requested shape, so a small shape gives the same
-anatomy at a coarser resolution.
+the label edges, a smooth multiplicative bias field and Rician noise. Air outside the head is
+exactly 0, as in BraTS. The geometry is laid out for a 240 x 240 x 155 mm field and scaled to the
+requested shape, so a small shape gives the same anatomy at a coarser resolution.
 
 Arrays follow `pathosynth.data.image`: ``[z, y, x]``, z running inferior to superior, y anterior
 to posterior (rows; anterior at the top of a plain display) and x right to left (columns: the

@@ -130,7 +130,7 @@ def _local_fields(rng, head: Head, pts, t: dict):
     iz, iy, ix = head.crop_index(pts)
     lo = [int(a.min()) if pts.size else 0 for a in (iz, iy, ix)]
     hi = [int(a.max()) + 1 if pts.size else 1 for a in (iz, iy, ix)]
-    box = tuple(h - l for l, h in zip(lo, hi))
+    box = tuple(high - low for low, high in zip(lo, hi))
     local = ((iz - lo[0]) * box[1] + iy - lo[1]) * box[2] + ix - lo[2]
     del iz, iy, ix
     f_core = smooth_field(rng, box, head.vox, max(3.0, 0.6 * t["radius"])).ravel()[local]

@@ -10,7 +10,13 @@ from scipy import ndimage
 from pathosynth.data.phantoms.radiograph.femur import Femur
 from pathosynth.data.phantoms.radiograph.patient import Patient
 from pathosynth.data.phantoms.radiograph.shapes import (
-    MU_CORTEX, MU_PLATE, MU_TRABECULAR, ellipse_q, sigmoid, smooth_union)
+    MU_CORTEX,
+    MU_PLATE,
+    MU_TRABECULAR,
+    ellipse_q,
+    sigmoid,
+    smooth_union,
+)
 
 
 def pelvis_attenuation(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: float, rng,
@@ -29,10 +35,10 @@ def pelvis_attenuation(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: f
     E = H + Rc * np.array([math.sin(ce), -math.cos(ce)])
     dlt = math.radians(rng.uniform(10.0, 28.0))
     plate = (X - E[0]) * math.cos(dlt) + (Y - E[1]) * math.sin(dlt) < 0.0
-    I = H + np.array([-R - rng.uniform(16.0, 26.0), -rng.uniform(0.0, 0.5) * R])
+    ischium = H + np.array([-R - rng.uniform(16.0, 26.0), -rng.uniform(0.0, 0.5) * R])
     dm = math.radians(rng.uniform(20.0, 38.0))
-    rise = np.clip(I[1] - Y, 0.0, None)
-    medial_x = I[0] - rise * math.tan(dm) * np.clip(rise / 40.0, 0.0, 1.0)
+    rise = np.clip(ischium[1] - Y, 0.0, None)
+    medial_x = ischium[0] - rise * math.tan(dm) * np.clip(rise / 40.0, 0.0, 1.0)
     plate &= X > medial_x
     cup = rr < Rc
     # distances to the plate's outer borders only: the roof over the cup is dense to its edge, and
@@ -66,7 +72,8 @@ def pelvis_attenuation(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: f
                 + wob[1] * np.sin(2 * theta) + wob[2] * np.cos(3 * theta) + wob[3] * np.sin(3 * theta))
     # the ischial tuberosity thickens the ring below and lateral to the foramen
     theta_tub = 0.45 * (math.pi / 2 - tilt)
-    band = band + R * rng.uniform(0.12, 0.22) * np.exp(-(((theta - theta_tub + math.pi) % (2 * math.pi) - math.pi) / 0.55) ** 2)
+    offset = (theta - theta_tub + math.pi) % (2 * math.pi) - math.pi
+    band = band + R * rng.uniform(0.12, 0.22) * np.exp(-(offset / 0.55) ** 2)
     centre = radial - band
     tc_r = 1.0 + 1.2 * p.bmd
     f_ring = 1.0 - (centre / band) ** 2
