@@ -122,11 +122,18 @@ ROWS = [
     (["report", "MISSING", "--out", OUT], "missing"),
     (["report", "STRAY", "--out", OUT], "stray"),
     (["report", "DATA", "--seed", "-1", "--out", OUT], "--seed"),
+    # the web app (more in tests/reader/test_cli_serve.py)
+    (["serve", "--port", "70000", "--db", f"sqlite:///{OUT}"], "--port"),
+    (["serve", "--cases-per-minute", "0", "--db", f"sqlite:///{OUT}"], "--cases-per-minute"),
+    (["serve", "--data-root", "FILE", "--db", f"sqlite:///{OUT}"], "--data-root"),
+    (["admin", "", "--db", f"sqlite:///{OUT}"], "name"),
+    (["admin", "x\x00y", "--db", f"sqlite:///{OUT}"], "name"),
 ]
 
 
 @pytest.mark.parametrize("args, needle", ROWS, ids=[" ".join(row[0][:3]) + f" #{i}" for i, row in enumerate(ROWS)])
-def test_bad_input_is_one_sentence_with_no_output(args, needle, places, tmp_path, capsys):
+def test_bad_input_is_one_sentence_with_no_output(args, needle, places, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATHOSYNTH_ADMIN_PASSWORD", "long enough")  # `admin` would ask on the terminal
     out = tmp_path / "out"
     resolved = [str(places.get(a, a)).replace(OUT, str(out)) if isinstance(a, str) else a for a in args]
     code, err = run_cli(resolved, capsys)

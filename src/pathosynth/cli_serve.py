@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from pathosynth.cli_types import COUNT
 from pathosynth.errors import UserError
 
 DB_HELP = ("Database URL: a SQLite file (default) or postgresql+psycopg://USER:PASSWORD@HOST/DB for a study "
@@ -32,10 +33,10 @@ def load_maker(path: str):
 @click.option("--db", "database", default=None, help=DB_HELP + "  [default: sqlite:///./pathosynth-studies.sqlite]")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 to let other machines in (put HTTPS in front of it).")
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Folders an admin names (datasets, runs, pools) must lie inside this one.")
-@click.option("--cases-per-minute", default=6, show_default=True,
+@click.option("--cases-per-minute", type=COUNT, default=6, show_default=True,
               help="How many teaching cases one trainee may ask for per minute.")
 def serve(database, host, port, data_root, cases_per_minute):
     """Start the reader-study app: Visual Turing Tests, teaching cases on demand, questionnaires.
@@ -64,10 +65,11 @@ def admin(username, database, reset):
     The password is read from PATHOSYNTH_ADMIN_PASSWORD when set, else asked for twice.
     """
     from pathosynth.reader.db import open_database
-    from pathosynth.reader.studies import create_admin, reset_password
+    from pathosynth.reader.studies import check_admin_credentials, create_admin, reset_password
 
     password = os.environ.get("PATHOSYNTH_ADMIN_PASSWORD") or click.prompt(
         "Password (at least 8 characters)", hide_input=True, confirmation_prompt=True)
+    check_admin_credentials(username, password)  # before the database file is made
     _engine, sessions = open_database(database or _default_db())
     with sessions() as session:
         if reset:

@@ -63,9 +63,17 @@ def server_secret(session: Session) -> str:
     return row.value
 
 
+def check_admin_credentials(username: str, password: str) -> None:
+    """A name one can type at the login form (printable, no surrounding blanks, at most 64
+    characters) and a password of at least 8 characters."""
+    if not username or username != username.strip() or len(username) > 64 or not username.isprintable():
+        raise UserError(f"admin name {username!r}: use 1-64 printable characters without surrounding blanks")
+    if len(password) < 8:
+        raise UserError("an admin's password needs at least 8 characters")
+
+
 def create_admin(session: Session, username: str, password: str) -> Admin:
-    if not username.strip() or len(password) < 8:
-        raise UserError("an admin needs a user name and a password of at least 8 characters")
+    check_admin_credentials(username, password)
     if session.scalar(select(Admin).where(Admin.username == username)):
         raise UserError(f"admin {username!r} already exists; log in with it or choose another name")
     admin = Admin(username=username, password_hash=hash_password(password))
