@@ -120,7 +120,7 @@ def measure_classification(real_dir: Path, synthetic_dir: Path, args) -> dict:
             seconds[name] += time.perf_counter() - tick
             runs[name].append({"seed": args.seed + repeat, **result})
     ratios = [s["auc"] / r["auc"] for r, s in zip(runs["real"], runs["synthetic"])]
-    diversity = {f"{source} {label}": qm.diversity(images.x[torch.tensor([l == label for l in images.labels])])
+    diversity = {f"{source} {label}": qm.diversity(images.x[torch.tensor([name == label for name in images.labels])])
                  for source, images in (("real", train), ("synthetic", fake))
                  for label in sorted(set(train.labels))
                  if label in images.labels}

@@ -169,7 +169,8 @@ def main() -> None:
     start = time.perf_counter()
     factor = held_vois.shape[-1] // inpainter.voi_size
     contexts = held_vois if factor == 1 else held_vois.reshape(
-        len(held_vois), inpainter.voi_size, factor, inpainter.voi_size, factor, inpainter.voi_size, factor).mean((2, 4, 6))
+        len(held_vois), inpainter.voi_size, factor, inpainter.voi_size, factor, inpainter.voi_size,
+        factor).mean((2, 4, 6))
     wanted, made = [], []
     for number, context in enumerate(contexts):
         for s, size in enumerate(SIZES):
@@ -194,7 +195,8 @@ def main() -> None:
         for a, attenuation in enumerate(ATTENUATIONS):
             seeds = np.stack([inpainter(contexts[0], size, attenuation, seed=1000 + k) for k in range(8)])
             pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]
-            spread[f"{size}/{attenuation}"] = float(np.mean([_rms(seeds[i:i + 1], seeds[j:j + 1])[0] for i, j in pairs]))
+            spread[f"{size}/{attenuation}"] = float(np.mean([_rms(seeds[i:i + 1], seeds[j:j + 1])[0]
+                                                             for i, j in pairs]))
     gen_nearest = nearest_rms(made, train_blocks)
     real_nearest = nearest_rms(held_blocks, train_blocks)
 
@@ -245,7 +247,8 @@ def main() -> None:
         print(f"| {name} | {judge_real[key]:.0f}% | {own_gen[key]:.0f}% | {verdict(own_gen[key])} | "
               f"{gen[key]:.0f}% | {verdict(gen[key])} |")
     print(f"| both (3D CNN) | | {own_gen['both']:.0f}% | | {gen['both']:.0f}% | |\n")
-    print("| condition | training nodules | size ok | attenuation ok | size ok (diameter) | spread of 8 seeds (RMS HU) |")
+    print("| condition | training nodules | size ok | attenuation ok | size ok (diameter) "
+          "| spread of 8 seeds (RMS HU) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for row in per_condition:
         print(f"| {row['size']} {row['attenuation']} | {row['train_n']} | {row['size_ok']:.0f}% | "

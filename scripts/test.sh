@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PATHOSYNTH_TEST_POSTGRES_URL=$(bash scripts/services.sh)
 export PATHOSYNTH_TEST_POSTGRES_URL
+.venv/bin/ruff check --quiet src tests benchmarks  # style first: a lint error fails like a test
 exec bash scripts/pytest.sh "$@"

@@ -91,7 +91,8 @@ def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_pa
     assert (tmp_path / "demo" / "runs" / "brain-dcgan" / "checkpoints" / "generator.pt").is_file()
     nodules = tmp_path / "demo" / "chest-ct-synthetic-nodules"
     assert (nodules / "preview.png").is_file() and len(list(nodules.glob("2.25.*.nii.gz"))) == 1
-    kinds = {(n["size"], n["attenuation"]) for n in json.loads((nodules / "nodules.json").read_text())["scans"][0]["nodules"]}
+    placed = json.loads((nodules / "nodules.json").read_text())["scans"][0]["nodules"]
+    kinds = {(n["size"], n["attenuation"]) for n in placed}
     assert len(kinds) == 9
     # the evaluation steps and the report that ties them together
     for name, marker in (("brain-audit", "audit.json"), ("brain-classify", "results.json"),

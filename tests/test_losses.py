@@ -25,7 +25,8 @@ def test_nonsaturating_equals_binary_cross_entropy(real, fake):
 @given(real=scores, fake=scores)
 def test_least_squares_and_wasserstein(real, fake):
     torch.testing.assert_close(losses.least_squares_d(real, fake),
-                               0.5 * (F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))))
+                               0.5 * (F.mse_loss(real, torch.ones_like(real))
+                                      + F.mse_loss(fake, torch.zeros_like(fake))))
     torch.testing.assert_close(losses.least_squares_g(fake), 0.5 * F.mse_loss(fake, torch.ones_like(fake)))
     torch.testing.assert_close(losses.wasserstein_d(real, fake), fake.mean() - real.mean())
     torch.testing.assert_close(losses.wasserstein_g(fake), -fake.mean())

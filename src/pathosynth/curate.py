@@ -322,8 +322,8 @@ def audit(train: str | Path, synthetic: str | Path, out: str | Path, settings: A
                         "audit a synthetic set generated from this dataset")
 
     extractors: list[FeatureExtractor] = [
-        PixelFeatures(size=settings.pixel_size) if name == PIXEL else ImageNetFeatures(channels=settings.imagenet_channels)
-        for name in settings.features]
+        PixelFeatures(size=settings.pixel_size) if name == PIXEL
+        else ImageNetFeatures(channels=settings.imagenet_channels) for name in settings.features]
     # training images are also compared mirrored; the pixel space flips its grids itself (pixel_matches)
     mirror = [name for name in settings.features if name != PIXEL]
     for label, subset in (("train", train_set), ("held-out", held_set), ("synthetic", syn_set)):
@@ -509,7 +509,8 @@ def closest_pairs_figure(report: dict, train: Dataset, synthetic: Dataset, path:
     synthetic_by_id = {s.id: s for s in synthetic.samples}
     train_by_id = {s.id: s for s in train.samples}
     for i, entry in enumerate(entries):
-        axis_s, axis_t = axes[i // pairs_per_row, 2 * (i % pairs_per_row)], axes[i // pairs_per_row, 2 * (i % pairs_per_row) + 1]
+        row, column = i // pairs_per_row, 2 * (i % pairs_per_row)
+        axis_s, axis_t = axes[row, column], axes[row, column + 1]
         match = entry["nearest"][primary]
         syn_image = _display(synthetic.read(synthetic_by_id[entry["id"]]))
         train_image = _aligned(_display(train.read(train_by_id[match["train_id"]])), match["mirrored"],

@@ -38,7 +38,8 @@ def test_resume_after_an_interruption_continues_bit_for_bit(tmp_path, tiny_brain
     assert all(torch.equal(a[name], b[name]) for name in a)
     for key in ("opt_g", "opt_d"):
         for slot, values in a_state[key]["state"].items():
-            assert all(torch.equal(values[k], b_state[key]["state"][slot][k]) for k in values if torch.is_tensor(values[k]))
+            assert all(torch.equal(values[k], b_state[key]["state"][slot][k])
+                       for k in values if torch.is_tensor(values[k]))
 
 
 def test_a_resumed_run_keeps_the_thread_count_it_started_with(tmp_path, tiny_brain, monkeypatch):
