@@ -11,7 +11,8 @@ import pytest
 
 from pathosynth.config import make_config
 from pathosynth.generate import generate
-from pathosynth.report import gan_on_classic_sentences, report
+from pathosynth.evaluate.classify_headline import headline_sentences
+from pathosynth.report import report
 from pathosynth.report_render import Paragraph, Table, markdown_blocks
 from pathosynth.training.loop import train
 
@@ -93,13 +94,20 @@ def test_a_folder_no_verb_wrote_ends_in_one_clear_error_and_no_report(tmp_path, 
     assert not (tmp_path / "rep").exists() and not list(tmp_path.glob("*rep.partial*"))  # nothing half-written
 
 
-@pytest.mark.parametrize("low, high, verdict", [(0.02, 0.30, "raised"), (-0.30, -0.01, "lowered"),
-                                                (-0.05, 0.20, "did not measurably change")])
-def test_the_gan_on_classic_answer_follows_the_interval_not_the_point(low, high, verdict):
-    results = {"groups": [{"pretrained": False, "rows": [
+@pytest.mark.parametrize("auc, sensitivity, verdict", [
+    ((0.01, 0.05), (0.02, 0.30), "improved"), ((-0.05, -0.01), (-0.30, -0.01), "worsened"),
+    ((-0.02, 0.03), (-0.05, 0.20), "not established"), ((0.01, 0.04), (-0.20, -0.02), "mixed")])
+def test_the_headline_follows_the_primary_intervals_not_the_points(auc, sensitivity, verdict):
+    def change(bounds):
+        return {"mean": sum(bounds) / 2, "low": bounds[0], "high": bounds[1], "mdd": 0.04}
+
+    results = {"test": {"patients": 44}, "groups": [{"pretrained": False, "competence": {
+        "real_auc": 0.93, "floor": 0.8, "competent": True}, "rows": [
         {"setup": "classic", "difference_vs_classic": None},
-        {"setup": "classic+gan:syn", "synthetic": "syn",
-         "difference_vs_classic": {"sensitivity": {"mean": 0.1, "low": low, "high": high}}}]}]}
-    (sentence,) = gan_on_classic_sentences(results)
-    assert f"on top of classic DA {verdict} sensitivity" in sentence
-    assert f"{100 * low:+.1f} to {100 * high:+.1f}" in sentence
+        {"setup": "classic+gan:syn", "synthetic": "syn", "kind": "classic+gan", "difference_vs_classic": {
+            "roc_auc": change(auc), "sensitivity_at_fixed_specificity": change(sensitivity),
+            "sensitivity": {"mean": 0.5, "low": 0.4, "high": 0.6}}}]}]}
+    (sentence,) = headline_sentences(results)
+    assert sentence.split("): ", 1)[1].startswith(verdict), sentence
+    assert f"{100 * sensitivity[0]:+.1f} to {100 * sensitivity[1]:+.1f}" in sentence
+    assert "over 44 test patients" in sentence and "detects 0.040 or more" in sentence

@@ -251,11 +251,15 @@ def show(dataset, out, count, split, label, channel, seed):
 @click.option("--sample-every", type=COUNT, default=None)
 @click.option("--checkpoint-every", type=COUNT, default=None)
 @click.option("--split", default=None, help="Dataset split to train on [default: train].")
+@click.option("--train-patients", type=COUNT, default=None,
+              help="2D: train on this many patients of the split (the low-data regime), drawn with --subset-seed; "
+                   "`evaluate classify` with the same two options uses the same patients.")
+@click.option("--subset-seed", type=SEED, default=None, help="Which patients --train-patients draws [default: 0].")
 @click.option("--seed", type=SEED, default=None, help="[default: 0]")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
           latent_dim, phase_steps, diffaugment, spectral_norm, nodule_box, l1_weight, sample_every, checkpoint_every,
-          split, seed, quiet):
+          split, train_patients, subset_seed, seed, quiet):
     """Train a GAN on a dataset folder into a run folder (config, stats, checkpoints, samples).
 
     Ctrl-C writes a checkpoint; `--resume RUN` continues exactly. Several GPUs or nodes:
@@ -277,7 +281,8 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
                              latent_dim=latent_dim, phase_steps=phase_steps, diffaugment=diffaugment,
                              spectral_norm=spectral_norm, nodule_box=nodule_box, l1_weight=l1_weight,
                              sample_every=sample_every,
-                             checkpoint_every=checkpoint_every, split=split, seed=seed)
+                             checkpoint_every=checkpoint_every, split=split, train_patients=train_patients,
+                             subset_seed=subset_seed, seed=seed)
         path = train_run(config, out, progress=not quiet)
     click.echo(f"trained {path} (generator: {path}/checkpoints/generator.pt; samples: {path}/samples)")
 
@@ -468,24 +473,32 @@ def evaluate():
 @click.option("--bootstrap", type=click.IntRange(min=100),  default=None,
               help="Patient bootstrap resamples [default: 2000; tiny: 200].")
 @click.option("--max-epochs", type=COUNT, default=None, help="Override the preset's epoch limit.")
+@click.option("--train-patients", type=COUNT, default=None,
+              help="Train every classifier on this many of the real training patients (the low-data regime, where "
+                   "augmentation is expected to matter), drawn with --subset-seed; train the GAN with the same two.")
+@click.option("--subset-seed", type=SEED, default=0, show_default=True, help="Which patients --train-patients draws.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Folder to create (built as OUT.partial; an interrupted run resumes from it).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def classify_command(real_dir, synthetic_dirs, setups, pretrained, preset, repeats, ratio, seed, positive, bootstrap,
-                     max_epochs, out, overwrite, quiet):
+                     max_epochs, train_patients, subset_seed, out, overwrite, quiet):
     """Train tumour classifiers on real data with and without classic and GAN augmentation (the papers' setups)
     and compare them on the real test split: sensitivity, specificity, accuracy, AUC, AP with patient-bootstrap
     intervals and paired tests against real only. Writes config.json, results.json, table.md, roc.png and
     predictions.csv; rerun the same command to resume an interrupted run.
     """
     from pathosynth.evaluate.classify import classify
+    from pathosynth.evaluate.classify_headline import headline_sentences
 
     results = classify(real_dir, list(synthetic_dirs), out, setups=setups, pretrained=pretrained, preset=preset,
                        repeats=repeats, ratio=ratio, seed=seed, positive=positive, overwrite=overwrite,
-                       progress=not quiet, bootstrap=bootstrap, max_epochs=max_epochs)
+                       progress=not quiet, bootstrap=bootstrap, max_epochs=max_epochs, train_patients=train_patients,
+                       subset_seed=subset_seed)
     for note in results["notes"]:
         click.echo(f"note: {note}")
+    for sentence in headline_sentences(results):
+        click.echo(sentence)
     click.echo(f"wrote {out} (table.md, results.json, roc.png, predictions.csv)")
 
 

@@ -63,6 +63,8 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     seed: int = 0
+    train_patients: int | None = None  # the low-data regime: this many patients of the split (data/splits.py)
+    subset_seed: int = 0  # which patients; `evaluate classify` with the same two values uses the same ones
     amp: bool = True  # bfloat16 autocast, CUDA only
     channels_last: bool = True  # CUDA only
     notes: dict = field(default_factory=dict)  # where a preset's value comes from
@@ -216,6 +218,11 @@ def check_config(config: TrainConfig) -> None:
             raise UserError(f"{name.replace('_', '-')} must be a positive finite number, got {getattr(config, name)}")
     if not (math.isfinite(config.l1_weight) and config.l1_weight >= 0):
         raise UserError(f"l1-weight must be a finite number >= 0, got {config.l1_weight}")
+    if config.train_patients is not None and config.train_patients < 1:
+        raise UserError(f"train-patients must be at least 1, got {config.train_patients}")
+    if config.train_patients and config.model == "mcgan3d":
+        raise UserError("--train-patients draws a low-data subset for the 2D experiments; 3D MCGAN trains on "
+                        "every VOI of its split: drop --train-patients")
     if not 0 <= config.seed < 2**31:
         raise UserError(f"seed must be in [0, 2**31), got {config.seed}")
     if not 0.0 <= config.ema_decay < 1.0:

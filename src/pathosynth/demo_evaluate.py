@@ -17,7 +17,8 @@ from pathosynth.curate import AuditSettings, audit
 from pathosynth.evaluate.classify import classify
 from pathosynth.evaluate.images import ImageMetricsSettings, evaluate_images
 from pathosynth.evaluate.tsne import TsneSettings, evaluate_tsne
-from pathosynth.report import gan_on_classic_sentences, report
+from pathosynth.evaluate.classify_headline import headline_sentences
+from pathosynth.report import report
 
 
 def _step(folder: Path, marker: str, what: str) -> bool:
@@ -58,6 +59,6 @@ def run_demo_evaluation(out: Path, brain: Path, synthetic: Path, report_inputs: 
     report_dir = out / "report"
     report([*report_inputs, audit_dir, classify_dir, images_dir, tsne_dir], report_dir,
            title="pathosynth demo: brain MR tumour augmentation", seed=seed, overwrite=True)
-    for sentence in gan_on_classic_sentences(json.loads((classify_dir / "results.json").read_text())):
+    for sentence in headline_sentences(json.loads((classify_dir / "results.json").read_text())):
         click.echo(sentence)
     return report_dir

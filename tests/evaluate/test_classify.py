@@ -20,7 +20,7 @@ from pathosynth.data.phantoms import build_phantom
 from pathosynth.data.splits import SplitPlan
 from pathosynth.evaluate import classify as classify_module
 from pathosynth.evaluate.classic_da import ClassicDA, augmented_copies, forward_matrices
-from pathosynth.evaluate.classify_data import balanced_counts, classic_sources, select_synthetic
+from pathosynth.evaluate.classify_data import class_counts, classic_sources, select_synthetic
 from pathosynth.training.loop import RUN_FORMAT
 
 SETUPS = "real,classic,gan,classic+gan,synthetic-only"
@@ -65,12 +65,11 @@ def _synthetic(out: Path, real: Dataset, run: Path | None, extra: list[tuple[str
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
-    """A tiny brain phantom (4 train, 2 val, 2 test patients; 100/50/50 slices of 64 px) and a
-    synthetic set of 100 noisy copies of its training slices (29 tumour, 71 non-tumour) whose
-    recorded GAN was trained on the real train split."""
+    """A tiny brain phantom (4 train, 2 val, 2 test patients; slices of 64 px) and a synthetic set
+    of noisy copies of its training slices whose recorded GAN was trained on the real train split."""
     root = tmp_path_factory.mktemp("classify")
     real = _phantom(root / "real", ["train"] * 4 + ["val"] * 2 + ["test"] * 2)
-    run = _fake_run(root / "run", real, "train", 100)
+    run = _fake_run(root / "run", real, "train", len(Dataset.load(real).select(split="train")))
     synthetic = _synthetic(root / "syn", Dataset.load(real), run)
     return real, synthetic
 
@@ -167,22 +166,25 @@ def test_augmented_copies_are_seeded_and_copy_the_chosen_images():
 # ------------------------------------------------------------------------------------ choosing
 
 
-def test_ratio_picks_the_right_number_class_balanced_and_nested():
+def test_extra_images_keep_the_real_training_class_balance_and_are_nested():
     samples = [Sample(id=f"s{i:03d}", patient_id=f"s{i:03d}", image="", label="tumour" if i < 30 else "non-tumour")
                for i in range(100)]
     classes = ["tumour", "non-tumour"]
-    for count, expected in ((10, (5, 5)), (50, (25, 25)), (61, (30, 31)), (80, (30, 50)), (500, (30, 70))):
-        picked = select_synthetic(samples, classes, count, seed=1)
+    shares = {"tumour": 0.3, "non-tumour": 0.7}
+    for count, expected in ((10, (3, 7)), (50, (15, 35)), (61, (18, 43)), (80, (24, 56)), (500, (30, 70))):
+        picked = select_synthetic(samples, classes, count, seed=1, shares=shares)
         assert (sum(s.label == "tumour" for s in picked), sum(s.label == "non-tumour" for s in picked)) == expected
         assert len({s.id for s in picked}) == len(picked)
-    small, large = select_synthetic(samples, classes, 20, seed=1), select_synthetic(samples, classes, 40, seed=1)
+    small = select_synthetic(samples, classes, 20, seed=1, shares=shares)
+    large = select_synthetic(samples, classes, 40, seed=1, shares=shares)
     assert {s.id for s in small} <= {s.id for s in large}
-    assert [s.id for s in small] != [s.id for s in select_synthetic(samples, classes, 20, seed=2)]
-    assert balanced_counts({"a": 3, "b": 100}, 10) == {"a": 3, "b": 7}
+    assert [s.id for s in small] != [s.id for s in select_synthetic(samples, classes, 20, seed=2, shares=shares)]
+    # a class that runs short gives all it has; the others make up the total (the caller states the shift)
+    assert class_counts({"a": 3, "b": 100}, 10, {"a": 0.5, "b": 0.5}) == {"a": 3, "b": 7}
     labels = np.array([1] * 3 + [0] * 7)
     sources = classic_sources(labels, 11, seed=0)
-    assert len(sources) == 11 and (labels[sources] == 1).sum() == 6
-    assert sorted(sources[labels[sources] == 1].tolist()[:3]) == [0, 1, 2]  # each once before any twice
+    assert len(sources) == 11 and (labels[sources] == 1).sum() == 3  # 30% of 11, as in the real training split
+    assert sorted(sources[labels[sources] == 1].tolist()) == [0, 1, 2]  # each once before any twice
 
 
 # ------------------------------------------------------------------------------------ refusals
@@ -262,15 +264,21 @@ def test_end_to_end_cli_writes_every_output(full_run):
     rows = ["real", "classic", "gan:syn", "classic+gan:syn", "synthetic-only:syn"]
     assert config["setups"] == rows and len(config["real"]["manifest_sha256"]) == 64
     assert config["synthetic"][0]["gan_training"][0]["split"] == "train" and config["threads"] >= 1
-    # --ratio 0.5 of 100 real training images: 50 extra images, class-balanced, in every DA row
-    assert config["extra_images"] == {"requested": 50, "used": 50, "real_training_images": 100}
-    assert config["synthetic_used"]["syn"]["gan"] == {"total": 50, "tumour": 25, "non-tumour": 25}
+    # --ratio 0.5 of the real training images: that many extra images in the real class balance, in every DA row
+    train = config["real"]["images"]["train"]
+    n, positives = train["total"], train["tumour"]
+    extra = round(0.5 * n)
+    added = round(extra * positives / n)  # the real share of tumour slices, rounded
+    assert config["extra_images"] == {"requested": extra, "used": extra, "real_training_images": n}
+    used = config["synthetic_used"]["syn"]["gan"]
+    assert used["total"] == extra and abs(used["tumour"] - extra * positives / n) <= 0.5 + 1e-9
     group = results["groups"][0]
     assert [r["setup"] for r in group["rows"]] == rows
     sizes = {r["setup"]: r["training_images"] for r in group["rows"]}
-    assert sizes["real"]["total"] == 100 and sizes["classic"]["total"] == sizes["gan:syn"]["total"] == 150
-    assert sizes["classic"]["positive"] == sizes["gan:syn"]["positive"] == 29 + 25
-    assert sizes["classic+gan:syn"]["total"] == 200 and sizes["synthetic-only:syn"]["total"] == 100
+    assert sizes["real"]["total"] == n and sizes["classic"]["total"] == sizes["gan:syn"]["total"] == n + extra
+    assert abs(sizes["classic"]["positive"] - (positives + added)) <= 1
+    assert abs(sizes["gan:syn"]["positive"] - (positives + added)) <= 1
+    assert sizes["classic+gan:syn"]["total"] == n + 2 * extra and sizes["synthetic-only:syn"]["total"] == n
     for row in group["rows"]:
         for name in ("sensitivity", "specificity", "accuracy", "roc_auc", "average_precision"):
             metric = row["metrics"][name]
@@ -292,11 +300,11 @@ def test_end_to_end_cli_writes_every_output(full_run):
     header = next(line for line in table.splitlines() if line.startswith("| DA setup"))
     assert header.index("Sensitivity") < header.index("Specificity") < header.index("Accuracy")
     assert "Δ Sensitivity" in table
-    for name in ("Real only", "+ 50 classic DA", "+ 50 GAN DA (syn)", "+ 50 classic DA & 50 GAN DA (syn)",
-                 "Synthetic only (syn"):
+    for name in ("Real only", f"+ {extra} classic DA", f"+ {extra} GAN DA (syn)",
+                 f"+ {extra} classic DA & {extra} GAN DA (syn)", "Synthetic only (syn"):
         assert f"| {name}" in table
     predictions = list(csv.DictReader((out / "predictions.csv").open()))
-    assert len(predictions) == 5 * 2 * 50
+    assert len(predictions) == 5 * 2 * results["test"]["images"]
     assert set(predictions[0]) == {"setup", "pretrained", "repeat", "image_id", "patient_id", "label", "score"}
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -380,3 +388,146 @@ def test_paper_preset_is_the_papers_resnet50_with_their_head_at_224_px():
     assert head == ["Dropout", "Linear", "BatchNorm1d"] and model.head[0].p == 0.5  # then the sigmoid (BCE)
     with torch.no_grad():
         assert model(torch.zeros(2, 1, 224, 224)).shape == (2,)  # one logit per image
+
+
+# ------------------------------------------------------------------------------ the primary answer
+
+
+def test_fixed_operating_point_and_differences_are_in_every_row(sets, full_run):
+    results = json.loads((full_run / "results.json").read_text())
+    group = results["groups"][0]
+    point = group["operating_point"]["target_specificity"]
+    real = group["rows"][0]
+    cells = {r: json.loads((full_run / "cells" / f"real__scratch__r{r}.json").read_text()) for r in (0, 1)}
+    negative = np.array([s.label != "tumour" for s in Dataset.load(sets[0]).select(split="val")])
+    # the target is the real-only model's validation specificity at 0.5, averaged over its repeats
+    expected = np.mean([(np.array(cells[r]["val_scores"])[negative] < 0.5).mean() for r in (0, 1)])
+    assert point == pytest.approx(expected)
+    for row in group["rows"]:
+        assert len(row["operating_thresholds"]) == 2
+        for name in ("sensitivity_at_fixed_specificity", "specificity_at_fixed_specificity"):
+            assert row["metrics"][name]["low"] <= row["metrics"][name]["high"]
+    for row in group["rows"][1:]:
+        assert row["difference_vs_real"]["roc_auc"]["mdd"] > 0
+        difference = row["difference_vs_real"]["sensitivity_at_fixed_specificity"]
+        assert difference["mdd"] > 0 or (math.isnan(difference["mdd"]) and difference["low"] == difference["high"])
+    assert group["competence"]["real_auc"] == real["metrics"]["roc_auc"]["mean"]
+    assert group["competence"]["competent"] == (real["metrics"]["roc_auc"]["mean"] >= 0.8)
+    table = (full_run / "table.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| DA setup | Training"))
+    assert header.index("ROC AUC") < header.index("Sensitivity at fixed specificity") < header.index("at 0.5")
+
+
+def _statistics_of(real_scores: dict, setups: dict, y_test, y_val, patients):
+    """`statistics` on hand-made cells: {row id: (test scores (n, R), val scores (m, R))}."""
+    from types import SimpleNamespace
+
+    from pathosynth.evaluate.classify import Row
+    from pathosynth.evaluate.classify_stats import statistics
+
+    labels = {"test": np.asarray(y_test), "val": np.asarray(y_val)}
+    real = SimpleNamespace(labels=lambda split: labels[split], positive="tumour", negative="non-tumour",
+                           splits={"test": [SimpleNamespace(patient_id=p) for p in patients]})
+    rows = [Row("real")] + [Row(kind, "syn") for kind in setups]
+    everything = {"real": real_scores, **{Row(kind, "syn").id: v for kind, v in setups.items()}}
+    cells = {}
+    for row in rows:
+        test, val = everything[row.id]
+        for r in range(test.shape[1]):
+            cells[(False, r, row.id)] = {"scores": test[:, r].tolist(), "val_scores": val[:, r].tolist(),
+                                         "training_images": {"total": 1}, "epochs": 1, "best_epoch": 1,
+                                         "history": [{"val_loss": 0.1}]}
+    return statistics(real, rows, (False,), test.shape[1], cells, SimpleNamespace(n_boot=300), seed=0)
+
+
+def test_a_moved_threshold_is_never_a_headline():
+    """GAN DA that only shifts the calibration (every score pushed up, the ranking unchanged) raises
+    sensitivity at 0.5 by many points, but neither the AUC nor the sensitivity at the fixed
+    specificity: the headline must not call it a gain."""
+    from pathosynth.evaluate.classify_headline import headline_sentences
+
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(60), 5)
+    y_test, y_val = (np.arange(300) % 2 == 0).astype(int), (np.arange(200) % 2 == 0).astype(int)
+
+    def scores(y):
+        return 1 / (1 + np.exp(-(2.5 * y[:, None] - 1.6 + rng.normal(0, 1, (len(y), 2)))))
+
+    real_test, real_val = scores(y_test), scores(y_val)
+    shifted = {"gan": (real_test ** 0.3, real_val ** 0.3)}  # monotone: the same ranking, higher scores
+    results = _statistics_of((real_test, real_val), shifted, y_test, y_val, patients)
+    group = results["groups"][0]
+    gan = group["rows"][1]
+    assert group["competence"]["competent"]
+    assert gan["difference_vs_real"]["sensitivity"]["low"] > 0.1  # the 0.5 threshold says "gain"...
+    assert gan["difference_vs_real"]["roc_auc"]["mean"] == pytest.approx(0, abs=1e-12)
+    assert gan["difference_vs_real"]["sensitivity_at_fixed_specificity"]["mean"] == pytest.approx(0, abs=1e-12)
+    (sentence,) = headline_sentences(results)
+    assert "not established" in sentence and "improved" not in sentence  # ...the headline does not
+
+
+def test_an_incompetent_judge_gives_no_headline():
+    from pathosynth.evaluate.classify_headline import headline_sentences
+
+    rng = np.random.default_rng(1)
+    patients = np.repeat(np.arange(60), 5)
+    y_test, y_val = (np.arange(300) % 2 == 0).astype(int), (np.arange(200) % 2 == 0).astype(int)
+    noise = {n: rng.uniform(0, 1, (n, 2)) for n in (300, 200)}
+    better = (np.clip(noise[300] + 0.5 * y_test[:, None], 0, 1), np.clip(noise[200] + 0.5 * y_val[:, None], 0, 1))
+    results = _statistics_of((noise[300], noise[200]), {"gan": better}, y_test, y_val, patients)
+    (sentence,) = headline_sentences(results)
+    assert "too weak to judge" in sentence
+
+
+def test_copies_of_one_image_are_collapsed_and_never_a_gain(sets, tmp_path):
+    """A planted synthetic set of one training image repeated: flagged as collapsed in the results,
+    the headline says 'not established', and the report's checklist fails."""
+    from pathosynth.evaluate.classify_headline import headline_sentences
+    from pathosynth.report import report
+
+    real, _ = sets
+    dataset = Dataset.load(real)
+    tumour = next(s for s in dataset.select(split="train") if s.label == "tumour")
+    normal = next(s for s in dataset.select(split="train") if s.label != "tumour")
+    copies = [(tumour.label, dataset.read(tumour)[0])] * 40 + [(normal.label, dataset.read(normal)[0])] * 60
+    run = _fake_run(tmp_path / "run", real, "train", 100)
+    repeated = _synthetic(tmp_path / "repeated", dataset, run, extra=copies)
+    shutil.rmtree(repeated)  # rebuild with the copies only (no noisy real images)
+    info = DatasetInfo(name="repeated", modality="MR", dimensionality=2, classes=dataset.info.classes,
+                       channels=dataset.info.channels, intensity_unit=dataset.info.intensity_unit,
+                       source={"synthetic": True, "generator": "test", "run": str(run)})
+    with DatasetWriter(repeated, info) as writer:
+        for i, (label, array) in enumerate(copies):
+            writer.add(Sample(id=f"synthetic-{i:05d}", patient_id=f"synthetic-{i:05d}", image="", label=label,
+                              split="train", synthetic={"model": "test", "seed": i, "run": str(run)}),
+                       MedicalImage(np.clip(array, 0, 1).astype(np.float32), (1.0, 1.0)))
+        writer.commit(SplitPlan())
+    out = tmp_path / "out"
+    results = classify_module.classify(real, [repeated], out, setups="real,classic,gan,classic+gan", preset="tiny",
+                                       repeats=1, ratio=0.5, seed=2, progress=False, bootstrap=200)
+    diversity = results["synthetic_diversity"]["repeated"]
+    assert diversity["collapsed"] and diversity["distinct_images"] == 2
+    for sentence in headline_sentences(results):
+        assert "not established" in sentence and "improved" not in sentence
+    folder = report([real, out], tmp_path / "report")
+    text = (folder / "report.md").read_text()
+    assert "Synthetic sets varied, not collapsed" in text
+    line = next(line for line in text.splitlines() if "Synthetic sets varied, not collapsed" in line)
+    assert "NO" in line
+
+
+def test_train_patients_gives_the_gan_and_the_classifiers_the_same_patients(sets, tmp_path):
+    from pathosynth.config import make_config
+    from pathosynth.evaluate.classify_data import load_real, load_synthetic
+    from pathosynth.training.data import load_training_set
+
+    real, synthetic = sets
+    chosen = load_real(real, train_patients=2, subset_seed=4)
+    patients = {s.patient_id for s in chosen.splits["train"]}
+    assert len(patients) == 2
+    config = make_config("dcgan", "tiny", data=str(real), train_patients=2, subset_seed=4)
+    gan = load_training_set(config, progress=False)
+    assert len(gan.images) == len(chosen.splits["train"])
+    # the full-data GAN of `sets` saw patients these classifiers do not: said in the notes
+    notes = load_synthetic(synthetic, chosen).notes
+    assert any("training patient(s) the classifiers do not" in note for note in notes)

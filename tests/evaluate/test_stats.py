@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 from sklearn import metrics as skm
 
@@ -555,3 +557,37 @@ def test_far_away_fakes_have_no_precision():
     real = rng.normal(size=(300, 8))
     result = stats.precision_recall(real, rng.normal(size=(200, 8)) + 50)
     assert result["precision"] == 0.0 and result["recall"] == 0.0
+
+
+# ------------------------------------------------------------------ operating point and power
+
+
+@settings(max_examples=60, deadline=None)
+@given(negatives=st.lists(st.floats(0, 1), min_size=1, max_size=40), specificity=st.floats(0, 1))
+def test_threshold_for_specificity_is_the_lowest_that_reaches_it(negatives, specificity):
+    threshold = stats.threshold_for_specificity(negatives, specificity)
+    values = np.asarray(negatives)
+    reached = (values <= threshold).mean()
+    assert reached >= specificity - 1e-9
+    lower = [t for t in [-np.inf, *values] if t < threshold]  # every lower cut (brute force)
+    assert all((values <= t).mean() < specificity - 1e-9 for t in lower)
+
+
+def test_minimum_detectable_difference_matches_the_normal_quantiles():
+    expected = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * 0.03
+    assert stats.minimum_detectable_difference(0.03) == pytest.approx(expected)
+    assert stats.minimum_detectable_difference(0.03, alpha=0.01, power=0.9) == pytest.approx(
+        (sps.norm.ppf(0.995) + sps.norm.ppf(0.9)) * 0.03)
+
+
+def test_the_bootstrap_standard_error_is_the_spread_of_the_resamples():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    y[:2] = [0, 1]
+    scores = rng.uniform(0, 1, 200)
+    patients = np.arange(200)
+    interval = stats.patient_bootstrap(y, scores, patients, stats.roc_auc, n_boot=400, seed=1)
+    # an independent reference: the same resamples drawn by hand (one slice per patient), scored by scikit-learn
+    draws = np.random.default_rng(1).integers(0, 200, size=(400, 200))
+    values = [skm.roc_auc_score(y[d], scores[d]) for d in draws if len(set(y[d])) == 2]
+    assert interval.standard_error == pytest.approx(np.std(values, ddof=1), rel=1e-9)

@@ -122,3 +122,17 @@ def check_patient_splits(rows: list[dict], source: str = "the manifest") -> None
         shown = "; ".join(f"{p} in {', '.join(s)}" for p, s in sorted(leaking.items())[:5])
         raise UserError(f"{source}: {len(leaking)} patient(s) appear in more than one split ({shown}); "
                         "re-split by patient so each patient is in one split only")
+
+
+def patient_subset(patient_ids, count: int, seed: int, where: str) -> set[str]:
+    """`count` of these patients, drawn with `seed`: the low-data regime (METHODS section 10).
+
+    A seeded permutation of the sorted ids, so that the classifier experiment and the GAN trained
+    for it get the same patients from the same (count, seed), and a smaller count's patients are
+    among a larger one's."""
+    patients = sorted(set(patient_ids))
+    if not 1 <= count <= len(patients):
+        raise UserError(f"{where}: --train-patients {count}, but the training split has {len(patients)} patients; "
+                        f"choose 1 to {len(patients)}")
+    order = np.random.default_rng([seed, len(patients)]).permutation(len(patients))
+    return {patients[i] for i in order[:count]}

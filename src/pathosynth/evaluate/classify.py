@@ -78,12 +78,14 @@ from pathosynth.evaluate.classify_data import (
     RealSet,
     SyntheticSet,
     classic_sources,
+    diversity_against_real,
     exact_copies,
     image_hashes,
     load_images,
     load_real,
     load_synthetic,
     select_synthetic,
+    training_shares,
 )
 from pathosynth.evaluate.classify_stats import FORMAT, THRESHOLD, statistics
 from pathosynth.runtime import configure_torch_threads, software_versions
@@ -91,7 +93,7 @@ from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
 
 SETUPS = ("real", "classic", "gan", "classic+gan", "synthetic-only")
 PRETRAINED = {"no": (False,), "yes": (True,), "both": (False, True)}
-CELL_FORMAT = 1  # bump when a change makes old cells' numbers invalid
+CELL_FORMAT = 2  # bump when a change makes old cells' numbers invalid (2: validation scores kept)
 
 
 class ClassifyInterrupted(KeyboardInterrupt):
@@ -127,7 +129,7 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
              setups: str | tuple[str, ...] = SETUPS, pretrained: str = "no", preset: str = "small", repeats: int = 2,
              ratio: float = 1.0, seed: int = 0, positive: str | None = None, overwrite: bool = False,
              progress: bool = True, threads: int | None = None, bootstrap: int | None = None,
-             max_epochs: int | None = None) -> dict:
+             max_epochs: int | None = None, train_patients: int | None = None, subset_seed: int = 0) -> dict:
     """Run the classification experiment and write OUT; returns the results (results.json's content)."""
     started = time.perf_counter()
     settings = get_settings(preset, n_boot=bootstrap, max_epochs=max_epochs)
@@ -152,7 +154,7 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
         raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
 
     # ------------------------------------------------------------- data and leakage checks
-    real_set = load_real(real, positive)
+    real_set = load_real(real, positive, train_patients, subset_seed)
     synthetic_sets: list[SyntheticSet] = []
     for path in synthetic:
         made = load_synthetic(path, real_set)
@@ -172,16 +174,21 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
         notes.append(f"--ratio {ratio:g} asks for {requested} extra images per setup, but the smallest synthetic set "
                      f"holds {extra}: every classic and GAN row adds {extra} (ratio {extra / n_real:.3g})")
     selections: dict[str, dict[str, list]] = {}
+    by_label = training_shares(real_set.labels("train"))
+    shares = {real_set.positive: by_label[1], real_set.negative: by_label[0]}
     for s in synthetic_sets:
         wanted = Row("synthetic-only", s.name) in rows
-        chosen = {"gan": select_synthetic(s.dataset.samples, classes, extra, seed) if s in gan_sets else [],
-                  "synthetic-only": select_synthetic(s.dataset.samples, classes, n_real, seed) if wanted else []}
+        chosen = {"gan": select_synthetic(s.dataset.samples, classes, extra, seed, shares) if s in gan_sets else [],
+                  "synthetic-only": select_synthetic(s.dataset.samples, classes, n_real, seed, shares) if wanted
+                  else []}
         selections[s.name] = chosen
         for key, picked in chosen.items():
             counts = {c: sum(1 for x in picked if x.label == c) for c in classes}
-            if picked and key == "gan" and abs(counts[classes[0]] - counts[classes[1]]) > 1:
-                notes.append(f"{s.name}: the set cannot give a class-balanced {len(picked)}: GAN rows add "
-                             + ", ".join(f"{n} {c}" for c, n in counts.items()))
+            expected = round(shares[real_set.positive] * len(picked))
+            if picked and key == "gan" and abs(counts[real_set.positive] - expected) > 1:
+                notes.append(f"{s.name}: the set cannot give {len(picked)} images in the real training balance "
+                             f"({shares[real_set.positive]:.0%} {real_set.positive}): GAN rows add "
+                             + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", which shifts the class balance")
         if Row("synthetic-only", s.name) in rows:
             only = chosen["synthetic-only"]
             if len({x.label for x in only}) < 2:
@@ -228,6 +235,14 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
             "gan": torch.tensor([index[x.id] for x in selections[s.name]["gan"]], dtype=torch.int64),
             "synthetic-only": torch.tensor([index[x.id] for x in selections[s.name]["synthetic-only"]],
                                            dtype=torch.int64)}
+    diversity = {}
+    for name, data in synthetic_images.items():
+        used = data["gan"] if len(data["gan"]) else data["synthetic-only"]
+        diversity[name] = diversity_against_real(data["x"][used], tensors["train"], seed)
+        if diversity[name]["collapsed"]:
+            notes.append(f"{name}: collapsed: {diversity[name]['distinct_images']} distinct of "
+                         f"{diversity[name]['images']} images, spread {diversity[name]['spread_ratio']:.2f} x the real "
+                         "training images'; no gain from it can be read as a gain from varied synthetic data")
     da = ClassicDA()
     classic = None
     if any(r.kind in ("classic", "classic+gan") for r in rows):
@@ -240,7 +255,8 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
     device = default_device()
     previous = _read_json(partial / "config.json") if partial.is_dir() else None
     threads = _threads(threads, previous) if device.type == "cpu" else torch.get_num_threads()
-    data_key = {"real": real_set.sha256, "synthetic": {s.name: s.sha256 for s in synthetic_sets},
+    data_key = {"real": real_set.sha256, "train_patients": [train_patients, subset_seed],
+                "synthetic": {s.name: s.sha256 for s in synthetic_sets},
                 "positive": real_set.positive, "settings": settings.describe(), "seed": seed, "extra_images": extra,
                 "classic_da": da.describe(), "cell_format": CELL_FORMAT}
     config = {
@@ -275,6 +291,7 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
                             real_set, seed, threads, device, progress)
         results = statistics(real_set, rows, options, repeats, done, settings, seed)
         results["notes"] = notes
+        results["synthetic_diversity"] = diversity
         results["extra_images"] = config["extra_images"]
         results["synthetic_used"] = config["synthetic_used"]
         results["timing"] = {"total_seconds": round(time.perf_counter() - started, 1), "cells": timing,
@@ -312,11 +329,13 @@ def _run_cells(cells, done, partial, data_key, settings, tensors, labels, classi
             model, history = fit(settings, p, x, y, tensors["val"], labels["val"], seed * 1000 + repeat,
                                  progress=progress, desc=desc, device=device)
             scores = predict(model, tensors["test"], device=device)
+            val_scores = predict(model, tensors["val"], device=device)  # fixes the operating point
             seconds = time.perf_counter() - cell_start
             cell = {"fingerprint": fingerprint, "row": row.id, "pretrained": p, "repeat": repeat,
                     "seed": seed * 1000 + repeat, "threads": threads, "training_images": _label_counts_tensor(y),
                     "epochs": len(history), "best_epoch": max(h["best_epoch"] for h in history),
                     "history": history, "test_ids": test_ids, "scores": [float(v) for v in scores],
+                    "val_scores": [float(v) for v in val_scores],
                     "seconds": round(seconds, 3)}
             _write_json(cell, path)
             timing[key] = {"seconds": cell["seconds"], "reused": False}

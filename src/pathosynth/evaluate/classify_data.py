@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from tqdm import tqdm
 
 from pathosynth.data.dataset import Dataset, Sample
 from pathosynth.data.preprocess import pad_to_square
+from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -81,6 +83,8 @@ class RealSet:
     positive: str
     negative: str
     splits: dict[str, list[Sample]]
+    train_patients: int | None = None  # the low-data regime: the classifiers train on this many patients
+    subset_seed: int = 0
 
     def labels(self, split: str) -> np.ndarray:
         return np.array([s.label == self.positive for s in self.splits[split]], dtype=np.int64)
@@ -91,7 +95,8 @@ class RealSet:
                 "images": {split: {"total": len(samples), self.positive: int(self.labels(split).sum()),
                                    self.negative: int(len(samples) - self.labels(split).sum())}
                            for split, samples in self.splits.items()},
-                "patients": {split: len({s.patient_id for s in samples}) for split, samples in self.splits.items()}}
+                "patients": {split: len({s.patient_id for s in samples}) for split, samples in self.splits.items()},
+                "train_patients": self.train_patients, "subset_seed": self.subset_seed}
 
 
 @dataclass
@@ -114,7 +119,8 @@ def _is_synthetic(dataset: Dataset) -> tuple[bool, int]:
     return bool(dataset.info.source.get("synthetic")) and unmarked == 0, unmarked
 
 
-def load_real(path: str | Path, positive: str | None = None) -> RealSet:
+def load_real(path: str | Path, positive: str | None = None, train_patients: int | None = None,
+              subset_seed: int = 0) -> RealSet:
     path = Path(path)
     dataset = Dataset.load(path)  # refuses a patient found in two splits, naming the manifest
     manifest = path / "manifest.csv"
@@ -126,6 +132,9 @@ def load_real(path: str | Path, positive: str | None = None) -> RealSet:
                         "and the synthetic one as --synthetic")
     pos, neg = choose_positive(list(dataset.info.classes), positive, path)
     splits = {split: dataset.select(split=split) for split in SPLITS}
+    if train_patients:
+        keep = patient_subset((s.patient_id for s in splits["train"]), train_patients, subset_seed, str(manifest))
+        splits["train"] = [s for s in splits["train"] if s.patient_id in keep]
     missing = [split for split, samples in splits.items() if not samples]
     if missing:
         raise UserError(f"{manifest}: no {', '.join(missing)} images; classify needs patient-level train, val "
@@ -135,8 +144,9 @@ def load_real(path: str | Path, positive: str | None = None) -> RealSet:
         if present != {pos, neg}:
             absent = ", ".join(sorted({pos, neg} - present))
             raise UserError(f"{manifest}: the {split} split has no '{absent}' images; both classes are needed "
-                            "there: re-split the dataset (another --seed or --split-file)")
-    return RealSet(path, dataset, manifest_sha256(path), pos, neg, splits)
+                            "there: re-split the dataset (another --seed or --split-file)"
+                            + (", or draw more --train-patients (or another --subset-seed)" if train_patients else ""))
+    return RealSet(path, dataset, manifest_sha256(path), pos, neg, splits, train_patients, subset_seed)
 
 
 def load_synthetic(path: str | Path, real: RealSet) -> SyntheticSet:
@@ -250,8 +260,10 @@ def _judge_gan_data(synthetic, real, real_path, run_dir, record, data_path, spli
                                    "model selection sees images the GAN learnt from; prefer a GAN trained on train")
         elif split != "train":
             synthetic.notes.append(f"{said} was trained on the '{split}' split of the real set, not on train")
+        if not _same_patients(synthetic, real, record, said):
+            return
         trained = (record.get("data") or {}).get("images")
-        now = len(real.dataset.select(split=split or None, label=label))
+        now = len(_gan_samples(real, record, split, label))
         if trained is not None and int(trained) != now:
             synthetic.notes.append(f"{said} saw {trained} images of the real set's {what}, which now holds {now}: "
                                    "the real set changed since (re-split?); its test patients may have been seen")
@@ -274,21 +286,62 @@ def _judge_gan_data(synthetic, real, real_path, run_dir, record, data_path, spli
                            "augmentation from this training set alone")
 
 
+def _gan_samples(real: RealSet, record: dict, split: str, label: str | None) -> list[Sample]:
+    """The real images the run's config says its GAN trained on."""
+    config = record.get("config") or {}
+    samples = real.dataset.select(split=split or None, label=label)
+    if config.get("train_patients"):
+        keep = patient_subset((s.patient_id for s in real.dataset.select(split=split or None)),
+                              int(config["train_patients"]), int(config.get("subset_seed") or 0), str(real.path))
+        samples = [s for s in samples if s.patient_id in keep]
+    return samples
+
+
+def _same_patients(synthetic: SyntheticSet, real: RealSet, record: dict, said: str) -> bool:
+    """In the low-data regime the GAN must see the classifiers' patients and no others: a GAN trained
+    on more patients brings real information the real-only row never had."""
+    config = record.get("config") or {}
+    gan = (config.get("train_patients"), int(config.get("subset_seed") or 0) if config.get("train_patients") else 0)
+    ours = (real.train_patients, real.subset_seed if real.train_patients else 0)
+    if gan == ours:
+        return True
+    seen = {s.patient_id for s in _gan_samples(real, record, config.get("split", "train") or "", None)}
+    extra = seen - {s.patient_id for s in real.splits["train"]}
+    described = f"{gan[0]} patients (subset seed {gan[1]})" if gan[0] else "every training patient"
+    synthetic.notes.append(
+        f"{said} was trained on {described}, the classifiers on "
+        + (f"{ours[0]} (subset seed {ours[1]})" if ours[0] else "every training patient")
+        + (f": it saw {len(extra)} training patient(s) the classifiers do not, so GAN rows carry real information "
+           "the real-only row lacks; train the GAN with the same --train-patients and --subset-seed" if extra
+           else ": the GAN saw fewer patients than the classifiers"))
+    return False
+
+
 # -------------------------------------------------------------------------------------- choosing
 
 
-def balanced_counts(available: dict[str, int], total: int) -> dict[str, int]:
-    """Split `total` over the classes as evenly as their availability allows (water-filling: a
-    class with too few images gives all it has and the others make up the rest)."""
-    counts = {}
-    remaining = total
-    order = sorted(available, key=lambda c: (available[c], c))
-    for i, name in enumerate(order):
-        left = len(order) - i
-        share = remaining if left == 1 else remaining // left
-        counts[name] = min(available[name], share)
-        remaining -= counts[name]
-    return {name: counts[name] for name in available}
+def class_counts(available: dict[str, int], total: int, shares: dict[str, float]) -> dict[str, int]:
+    """Split `total` over the classes in proportion to `shares` (the real training balance, so that
+    adding images does not shift it), by largest remainders; a class with too few images gives all
+    it has and the others make up the rest (the shift is then stated by the caller)."""
+    weights = {c: shares.get(c, 0.0) for c in available}
+    norm = sum(weights.values()) or 1.0
+    exact = {c: total * w / norm for c, w in weights.items()}
+    counts = {c: math.floor(v) for c, v in exact.items()}
+    for c in sorted(available, key=lambda c: (counts[c] - exact[c], c))[:total - sum(counts.values())]:
+        counts[c] += 1
+    short = sum(max(0, counts[c] - available[c]) for c in available)
+    counts = {c: min(n, available[c]) for c, n in counts.items()}
+    for c in sorted(available, key=lambda c: -weights[c]):  # the shortfall, to classes with images left
+        extra = min(short, available[c] - counts[c])
+        counts[c] += extra
+        short -= extra
+    return counts
+
+
+def training_shares(labels: np.ndarray) -> dict[int, float]:
+    """The real training split's class shares, by label (1 positive, 0 negative)."""
+    return {1: float(labels.mean()), 0: float(1 - labels.mean())} if len(labels) else {1: 0.5, 0: 0.5}
 
 
 def _shuffled(items: list, seed: int, salt: str) -> list:
@@ -297,21 +350,23 @@ def _shuffled(items: list, seed: int, salt: str) -> list:
     return [items[i] for i in order]
 
 
-def select_synthetic(samples: list[Sample], classes: list[str], count: int, seed: int) -> list[Sample]:
-    """`count` synthetic images (or all there are), class-balanced as the set allows; each class's
-    images in a seeded order, so a smaller count is a prefix of a larger one (same seed)."""
+def select_synthetic(samples: list[Sample], classes: list[str], count: int, seed: int,
+                     shares: dict[str, float]) -> list[Sample]:
+    """`count` synthetic images (or all there are) in the class `shares` as the set allows; each
+    class's images in a seeded order, so a smaller count is a prefix of a larger one (same seed)."""
     pools = {c: _shuffled(sorted((s for s in samples if s.label == c), key=lambda s: s.id), seed, f"synthetic-{c}")
              for c in classes}
-    counts = balanced_counts({c: len(p) for c, p in pools.items()}, count)
+    counts = class_counts({c: len(p) for c, p in pools.items()}, count, shares)
     return [s for c in classes for s in pools[c][:counts[c]]]
 
 
 def classic_sources(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Indices of the real training images to copy (then augment) `count` times: half per class
-    (the positive class gets the odd one), each class's images in seeded passes, every image
-    once before any twice."""
+    """Indices of the real training images to copy (then augment) `count` times, in the real
+    training balance; each class's images in seeded passes, every image once before any twice."""
     picks = []
-    for cls, n in ((1, count - count // 2), (0, count // 2)):
+    present = {cls: count if (labels == cls).any() else 0 for cls in (1, 0)}  # copies repeat: no other limit
+    counts = class_counts(present, count, training_shares(labels))
+    for cls, n in ((1, counts[1]), (0, counts[0])):
         members = np.flatnonzero(labels == cls)
         chosen: list[int] = []
         passes = 0
@@ -384,3 +439,30 @@ def exact_copies(synthetic: torch.Tensor, synthetic_samples: list[Sample], real_
             if digest is not None and digest in table:
                 found.setdefault(split, []).append((sample.id, table[digest]))
     return found
+
+
+COLLAPSE_RATIO = 0.5  # synthetic images this much closer to each other than real ones are: a collapsed set
+
+
+def spread(images: torch.Tensor, seed: int, pairs: int = 1000) -> float:
+    """Mean distance between random pairs of distinct images (root mean square pixel difference of
+    the normalised images): how varied a set is, comparable between sets of one size."""
+    n = len(images)
+    if n < 2:
+        return 0.0
+    rng = np.random.default_rng([seed, n])
+    first = rng.integers(0, n, pairs)
+    second = (first + rng.integers(1, n, pairs)) % n  # never the same image
+    flat = images.reshape(n, -1).float()
+    return float((flat[first] - flat[second]).pow(2).mean(1).sqrt().mean())
+
+
+def diversity_against_real(synthetic: torch.Tensor, real: torch.Tensor, seed: int) -> dict:
+    """Is the synthetic set as varied as the real training images? A set of copies of one image
+    (mode collapse) has distinct share and spread ratio near 0."""
+    distinct = len({h for h in image_hashes(synthetic)}) if len(synthetic) else 0
+    ours, theirs = spread(synthetic, seed), spread(real, seed)
+    ratio = ours / theirs if theirs > 0 else float("nan")
+    return {"images": int(len(synthetic)), "distinct_images": distinct, "spread": ours, "real_spread": theirs,
+            "spread_ratio": ratio, "collapsed": bool(len(synthetic) and (ratio < COLLAPSE_RATIO
+                                                                      or distinct < COLLAPSE_RATIO * len(synthetic)))}

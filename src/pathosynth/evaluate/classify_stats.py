@@ -11,8 +11,17 @@ import numpy as np
 
 from pathosynth.evaluate import stats
 
-METRICS = ("sensitivity", "specificity", "accuracy", "roc_auc", "average_precision")
+THRESHOLD_METRICS = ("sensitivity", "specificity", "accuracy", "roc_auc", "average_precision")
+# At the operating point fixed on validation (see `operating_thresholds`): adding images of one class
+# moves a classifier's calibration, so a 0.5 threshold can trade specificity for sensitivity
+# without the model seeing lesions any better.
+FIXED_METRICS = ("sensitivity_at_fixed_specificity", "specificity_at_fixed_specificity")
+METRICS = THRESHOLD_METRICS + FIXED_METRICS
+PRIMARY = ("roc_auc", "sensitivity_at_fixed_specificity")  # threshold-free, and at a fixed operating point
 THRESHOLD = 0.5
+COMPETENCE_FLOOR = 0.80  # below this real-only test AUC, the classifier cannot judge what augmentation adds
+# Fewer test patients than this and the patient bootstrap has too little to resample: no headline then
+MIN_TEST_PATIENTS = 20
 FORMAT = "pathosynth-classify"
 
 
@@ -46,25 +55,66 @@ _METRIC_FUNCTIONS = {"sensitivity": _threshold_metric("sensitivity"), "specifici
                      "average_precision": _ranking_metric(stats.average_precision)}
 
 
+def _fixed_point_metric(name: str, thresholds: np.ndarray):
+    """metric(y, S) for scores S (n, R): column r is positive where it exceeds thresholds[r]; the
+    sensitivity or specificity of every column, averaged over the columns."""
+
+    def metric(y: np.ndarray, s: np.ndarray) -> float:
+        predicted = s > thresholds[None, :]
+        wanted = (y == 1) if name.startswith("sensitivity") else (y == 0)
+        if not wanted.any():
+            return math.nan
+        hits = predicted[wanted] if name.startswith("sensitivity") else ~predicted[wanted]
+        return float(hits.mean(0).mean())
+
+    return metric
+
+
+def metric_function(name: str, thresholds: np.ndarray | None = None):
+    return _fixed_point_metric(name, thresholds) if name in FIXED_METRICS else _METRIC_FUNCTIONS[name]
+
+
+def target_specificity(val_y: np.ndarray, real_val_scores: np.ndarray) -> float:
+    """The specificity the real-only model reaches on the validation split at 0.5, averaged over
+    its repeats: the operating point every setup is then held to."""
+    negatives = val_y == 0
+    return float(np.mean([(real_val_scores[negatives, r] < THRESHOLD).mean() for r in range(real_val_scores.shape[1])]))
+
+
+def operating_thresholds(val_y: np.ndarray, val_scores: np.ndarray, specificity: float) -> np.ndarray:
+    """Each repeat's own threshold giving `specificity` on the validation negatives (fixed on
+    validation, then applied unchanged to the test split)."""
+    negatives = val_y == 0
+    return np.array([stats.threshold_for_specificity(val_scores[negatives, r], specificity)
+                     for r in range(val_scores.shape[1])])
+
+
 def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict, settings, seed: int) -> dict:
     """Every number of results.json but the notes, counts and timing; `cells[(pretrained, repeat, row id)]`
     holds a cell's test scores."""
-    y = real.labels("test")
+    y, val_y = real.labels("test"), real.labels("val")
     patients = np.array([s.patient_id for s in real.splits["test"]])
     groups = []
     for p in options:
         entries = []
-        ensembles, all_scores = {}, {}
+        ensembles, all_scores, all_thresholds = {}, {}, {}
+
+        def matrix(row_id: str, key: str) -> np.ndarray:
+            return np.stack([np.asarray(cells[(p, r, row_id)][key], dtype=np.float64) for r in range(repeats)], 1)
+
+        has_real = any(row.id == "real" for row in rows)
+        target = target_specificity(val_y, matrix("real", "val_scores")) if has_real else None
         for row in rows:
-            scores = np.stack([np.asarray(cells[(p, r, row.id)]["scores"], dtype=np.float64)
-                               for r in range(repeats)], 1)
-            per_repeat = [stats.binary_metrics(y, scores[:, r], THRESHOLD) for r in range(repeats)]
+            scores = matrix(row.id, "scores")
+            thresholds = (operating_thresholds(val_y, matrix(row.id, "val_scores"), target) if has_real
+                          else np.full(repeats, math.nan))
+            per_repeat = [_repeat_metrics(y, scores[:, r], thresholds[r]) for r in range(repeats)]
             metrics = {}
-            for name in METRICS:
+            for name in METRICS if has_real else THRESHOLD_METRICS:
                 values = [m[name] for m in per_repeat]
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    interval = stats.patient_bootstrap(y, scores, patients, _METRIC_FUNCTIONS[name],
+                    interval = stats.patient_bootstrap(y, scores, patients, metric_function(name, thresholds),
                                                        n_boot=settings.n_boot, seed=seed)
                 metrics[name] = {"mean": interval.point, "low": interval.low, "high": interval.high,
                                  "sd": float(np.std(values, ddof=1)) if repeats > 1 else None,
@@ -73,9 +123,11 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
             ensemble = scores.mean(1)
             ensembles[row.id] = ensemble
             all_scores[row.id] = scores
+            all_thresholds[row.id] = thresholds
             first = [cells[(p, r, row.id)] for r in range(repeats)]
             entries.append({"setup": row.id, "kind": row.kind, "synthetic": row.synthetic,
                             "training_images": first[0]["training_images"], "metrics": metrics,
+                            "operating_thresholds": [float(t) for t in thresholds],
                             "ensemble": stats.binary_metrics(y, ensemble, THRESHOLD),
                             "epochs": [c["epochs"] for c in first], "best_epochs": [c["best_epoch"] for c in first],
                             "best_val_loss": [min(h["val_loss"] for h in c["history"]) for c in first]})
@@ -85,9 +137,8 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
                 entry["tests_vs_real"] = None
                 entry["difference_vs_real"] = None
                 continue
-            paired = np.concatenate([all_scores[entry["setup"]], all_scores["real"]], 1)
-            entry["difference_vs_real"] = {name: _difference(y, paired, patients, name, repeats, settings.n_boot, seed)
-                                           for name in METRICS}
+            entry["difference_vs_real"] = _differences(y, patients, entry["setup"], "real", all_scores, all_thresholds,
+                                                       repeats, settings.n_boot, seed)
             ours = ensembles[entry["setup"]]
             mcnemar = stats.paired_sensitivity_specificity_tests(y, ours >= THRESHOLD, baseline >= THRESHOLD)
             try:
@@ -101,33 +152,65 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
         for entry in entries:
             entry["difference_vs_classic"] = None
             if classic is not None and entry["kind"] == "classic+gan":
-                paired = np.concatenate([all_scores[entry["setup"]], classic], 1)
-                entry["difference_vs_classic"] = {name: _difference(y, paired, patients, name, repeats,
-                                                                    settings.n_boot, seed) for name in METRICS}
-        groups.append({"pretrained": p, "rows": entries})
+                entry["difference_vs_classic"] = _differences(y, patients, entry["setup"], "classic", all_scores,
+                                                              all_thresholds, repeats, settings.n_boot, seed)
+        real_auc = next((e["metrics"]["roc_auc"]["mean"] for e in entries if e["setup"] == "real"), None)
+        groups.append({"pretrained": p, "rows": entries,
+                       "operating_point": {"target_specificity": target, "rule": OPERATING_RULE} if has_real else None,
+                       "competence": None if real_auc is None else {
+                           "real_auc": real_auc, "floor": COMPETENCE_FLOOR, "competent": real_auc >= COMPETENCE_FLOOR}})
     return {"format": FORMAT, "positive": real.positive, "negative": real.negative,
             "test": {"images": int(len(y)), "positive": int(y.sum()), "negative": int(len(y) - y.sum()),
-                     "patients": int(len(set(patients)))},
+                     "patients": int(len(set(patients))), "minimum_patients": MIN_TEST_PATIENTS},
             "threshold": THRESHOLD, "repeats": repeats, "bootstrap": {"resamples": settings.n_boot, "level": 0.95,
                                                                       "unit": "patient", "seed": seed},
             "ci_rule": ("point: mean over repeats of the metric on the test split; interval: 95% percentile bootstrap "
                         "over test patients, each resample averaging the repeats' metrics; sd: repeats' standard "
                         "deviation; tests vs real: McNemar (sensitivity on positives, specificity on negatives) and "
-                        "DeLong (AUC) on the repeat-averaged probabilities, positive at >= 0.5"),
+                        "DeLong (AUC) on the repeat-averaged probabilities, positive at >= 0.5; "
+                        "*_at_fixed_specificity: at each model's own threshold fixed on validation (see "
+                        "operating_point); differences: paired patient bootstrap, mdd = (z_0.975 + z_0.8) x its "
+                        "standard error"),
             "groups": groups}
 
 
-def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, name: str, repeats: int, n_boot: int,
+OPERATING_RULE = ("target specificity: the real-only model's validation specificity at 0.5, averaged over its "
+                  "repeats; each trained model gets its own threshold reaching it on the validation negatives, "
+                  "applied unchanged to the test split")
+
+
+def _repeat_metrics(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    found = stats.binary_metrics(y, scores, THRESHOLD)
+    if not math.isnan(threshold):  # nan: no real-only row fixed an operating point
+        for name in FIXED_METRICS:
+            found[name] = _fixed_point_metric(name, np.array([threshold]))(y, scores[:, None])
+    return found
+
+
+def _differences(y, patients, setup: str, baseline: str, scores: dict, thresholds: dict, repeats: int, n_boot: int,
+                 seed: int) -> dict:
+    paired = np.concatenate([scores[setup], scores[baseline]], 1)
+    both = np.concatenate([thresholds[setup], thresholds[baseline]])
+    names = THRESHOLD_METRICS if np.isnan(both).any() else METRICS
+    return {name: _difference(y, paired, patients, metric_function(name, both[:repeats]),
+                              metric_function(name, both[repeats:]), repeats, n_boot, seed) for name in names}
+
+
+def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, ours, theirs, repeats: int, n_boot: int,
                 seed: int) -> dict:
     """The setup's repeat-mean metric minus the baseline's, with a paired patient-bootstrap interval
     (the same resampled patients for both): unlike the slice-level McNemar and DeLong tests, it
-    allows for the correlation of one patient's slices."""
-    function = _METRIC_FUNCTIONS[name]
+    allows for the correlation of one patient's slices. `mdd`: the smallest difference this test
+    split detects with 80% power at the 5% level, from the bootstrap's standard error."""
 
     def difference(y_: np.ndarray, s: np.ndarray) -> float:
-        return function(y_, s[:, :repeats]) - function(y_, s[:, repeats:])
+        return ours(y_, s[:, :repeats]) - theirs(y_, s[:, repeats:])
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         interval = stats.patient_bootstrap(y, paired, patients, difference, n_boot=n_boot, seed=seed)
-    return {"mean": interval.point, "low": interval.low, "high": interval.high}
+    # a difference that never varies over the resamples (identical or degenerate predictions) says
+    # nothing about what the split could detect: no MDD then
+    spread = interval.standard_error
+    mdd = stats.minimum_detectable_difference(spread) if math.isfinite(spread) and spread > 1e-9 else math.nan
+    return {"mean": interval.point, "low": interval.low, "high": interval.high, "mdd": mdd}

@@ -22,6 +22,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -197,6 +198,7 @@ class BootstrapInterval:
     level: float
     n_boot: int
     n_skipped: int
+    standard_error: float = math.nan  # the standard deviation of the defined resamples
 
     def __iter__(self) -> Iterator[float]:
         return iter((self.point, self.low, self.high))
@@ -277,7 +279,25 @@ def patient_bootstrap(
         return BootstrapInterval(point, math.nan, math.nan, level, n_boot, n_skipped)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(defined, [tail, 1.0 - tail])
-    return BootstrapInterval(point, float(low), float(high), level, n_boot, n_skipped)
+    return BootstrapInterval(point, float(low), float(high), level, n_boot, n_skipped, float(np.std(defined, ddof=1)))
+
+
+def minimum_detectable_difference(standard_error: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided test at `alpha` detects with probability `power`,
+    for an estimate with this standard error (normal approximation): (z_{1-alpha/2} + z_power) x SE."""
+    if not (0 < alpha < 1 and 0 < power < 1):
+        raise ValueError(f"alpha and power must be in (0, 1), got {alpha} and {power}")
+    return float((NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)) * standard_error)
+
+
+def threshold_for_specificity(negative_scores: ArrayLike, specificity: float) -> float:
+    """The lowest threshold t such that calling `score > t` positive keeps at least `specificity`
+    of these negatives negative: an operating point fixed on one split, to apply on another."""
+    negatives = np.sort(np.asarray(negative_scores, dtype=np.float64).ravel())
+    if negatives.size == 0 or not 0.0 <= specificity <= 1.0:
+        raise ValueError(f"need negative scores and a specificity in [0, 1], got {negatives.size} and {specificity}")
+    needed = math.ceil(specificity * negatives.size - 1e-9)  # negatives that must score <= t
+    return float(negatives[needed - 1]) if needed > 0 else -math.inf
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Markdown tables and plots for the `evaluate` reports.
 
 `classification_table` lays results out as the papers' Table 1 (two-step GAN paper): one row per
-DA setup, the real-only baseline first; sensitivity first and specificity beside it (what
-clinicians asked for, METHODS section 6), then accuracy, ROC AUC and average precision, each as
+DA setup, the real-only baseline first. The primary answer comes first: ROC AUC (threshold-free) and
+sensitivity at the specificity the real-only model reaches on validation (METHODS section 10; the
+sensitivity-first question of section 6 without a threshold that moves with the class balance);
+then the papers' 0.5-threshold sensitivity, specificity and accuracy and average precision, each as
 mean +- sd over the repeats with the 95% patient-bootstrap interval, and the paired tests' p values
-against the baseline.
+against the baseline; differences carry the smallest difference detectable at 80% power.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def _format(metric: dict, scale: float, digits: int) -> str:
     return text
 
 
-def _signed(metric: dict, scale: float, digits: int) -> str:
+def _signed(metric: dict, scale: float, digits: int, power: bool = False) -> str:
     values = [metric[k] for k in ("mean", "low", "high")]
     if any(v is None or not math.isfinite(v) for v in values):
         return "undefined"
     mean, low, high = (v * scale for v in values)
-    return f"{mean:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
+    text = f"{mean:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
+    mdd = metric.get("mdd")
+    if power and mdd is not None and math.isfinite(mdd):
+        text += f" ±{mdd * scale:.{digits}f}"
+    return text
 
 
 def _p(value) -> str:
@@ -67,44 +73,68 @@ def classification_table(results: dict, config: dict) -> str:
                  f"{test['positive']:,} {results['positive']}, {test['negative']:,} {results['negative']}). "
                  f"Preset `{config['preset']['name']}` ({config['preset']['size']} px), {results['repeats']} "
                  f"repeat(s), seed {config['seed']}; extra images per DA setup: {extra:,} "
-                 f"(ratio {extra / max(real['images']['train']['total'], 1):.3g} of the real training images).")
+                 f"(ratio {extra / max(real['images']['train']['total'], 1):.3g} of the real training images), "
+                 "in the real training class balance.")
     lines.append("")
     for group in results["groups"]:
-        key = "pretrained" if group["pretrained"] else "scratch"
-        title = "ImageNet-pretrained" if group["pretrained"] else "Trained from scratch"
-        lines += [f"## {title}: {config['networks'][key]}", ""]
-        lines.append("| DA setup | Training images | Sensitivity (%) | Specificity (%) | Accuracy (%) | ROC AUC | "
-                     "Average precision | p sensitivity | p specificity | p AUC |")
-        lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for entry in group["rows"]:
-            m = entry["metrics"]
-            tests = entry["tests_vs_real"] or {}
-            lines.append("| " + " | ".join([
-                setup_name(entry, extra), f"{entry['training_images']['total']:,}", _percent(m["sensitivity"]),
-                _percent(m["specificity"]), _percent(m["accuracy"]), _fraction(m["roc_auc"]),
-                _fraction(m["average_precision"]),
-                _p((tests.get("sensitivity_mcnemar") or {}).get("p")) if tests else "baseline",
-                _p((tests.get("specificity_mcnemar") or {}).get("p")) if tests else "baseline",
-                _p((tests.get("auc_delong") or {}).get("p")) if tests else "baseline"]) + " |")
-        lines.append("")
-        lines += _difference_table(group["rows"], "difference_vs_real", extra,
-                                   "Difference from real only (95% paired patient-bootstrap interval):")
-        lines += _difference_table(group["rows"], "difference_vs_classic", extra,
-                                   "GAN DA on top of classic DA: difference from classic DA alone (95% paired "
-                                   "patient-bootstrap interval):")
-    lines += [
-        "Values: mean ± sd over the repeats, with the 95% interval of a percentile bootstrap over test "
-        f"patients ({results['bootstrap']['resamples']:,} resamples, each averaging the repeats' metrics). "
-        f"Sensitivity, specificity and accuracy at probability >= {results['threshold']}. p values against "
-        "real only with the same initialisation, on the repeats' averaged probabilities: McNemar's test on the "
-        f"{results['positive']} images (sensitivity) and on the {results['negative']} images (specificity), "
-        "DeLong's test for the AUC; not corrected for multiple comparisons. These tests count slices as "
-        "independent, but one patient's slices are correlated, so their p values are optimistic; the paired "
-        "patient-bootstrap intervals of the differences (the same resampled patients for both setups) allow for "
-        "that: where they include 0, the difference is not established.", ""]
+        lines += _group_tables(group, config, extra)
+    lines += _footnote(results)
     if results.get("notes"):
         lines += ["Notes:", ""] + [f"- {note}" for note in results["notes"]] + [""]
     return "\n".join(lines)
+
+
+def _group_tables(group: dict, config: dict, extra: int) -> list[str]:
+    key = "pretrained" if group["pretrained"] else "scratch"
+    title = "ImageNet-pretrained" if group["pretrained"] else "Trained from scratch"
+    lines = [f"## {title}: {config['networks'][key]}", ""]
+    point = group.get("operating_point")
+    fixed = point is not None
+    if fixed:
+        lines += [f"Primary: ROC AUC, and sensitivity at the specificity the real-only model reaches on the "
+                  f"validation split ({100 * point['target_specificity']:.1f}%), each model's threshold fixed on "
+                  "validation and applied unchanged to the test split. Secondary: the 0.5-threshold numbers, which "
+                  "move with the class balance of what was added.", ""]
+    competence = group.get("competence")
+    if competence and not competence["competent"]:
+        lines += [f"**The real-only classifier is too weak to judge augmentation: test AUC "
+                  f"{competence['real_auc']:.3f} < {competence['floor']:.2f}.**", ""]
+    header = ["DA setup", "Training images", "ROC AUC"]
+    header += ["Sensitivity at fixed specificity (%)", "Specificity there (%)"] if fixed else []
+    header += ["Sensitivity at 0.5 (%)", "Specificity at 0.5 (%)", "Accuracy at 0.5 (%)", "Average precision",
+               "p sensitivity", "p specificity", "p AUC"]
+    lines += ["| " + " | ".join(header) + " |", "| --- | " + " | ".join(["---:"] * (len(header) - 1)) + " |"]
+    for entry in group["rows"]:
+        m = entry["metrics"]
+        tests = entry["tests_vs_real"] or {}
+        cells = [setup_name(entry, extra), f"{entry['training_images']['total']:,}", _fraction(m["roc_auc"])]
+        if fixed:
+            cells += [_percent(m["sensitivity_at_fixed_specificity"]), _percent(m["specificity_at_fixed_specificity"])]
+        cells += [_percent(m["sensitivity"]), _percent(m["specificity"]), _percent(m["accuracy"]),
+                  _fraction(m["average_precision"])]
+        cells += [_p((tests.get(name) or {}).get("p")) if tests else "baseline"
+                  for name in ("sensitivity_mcnemar", "specificity_mcnemar", "auc_delong")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += _difference_table(group["rows"], "difference_vs_real", extra,
+                               "Difference from real only (95% paired patient-bootstrap interval; ± the smallest "
+                               "difference this test split detects at 80% power):")
+    lines += _difference_table(group["rows"], "difference_vs_classic", extra,
+                               "GAN DA on top of classic DA: difference from classic DA alone (95% paired "
+                               "patient-bootstrap interval; ± the smallest difference detectable at 80% power):")
+    return lines
+
+
+def _footnote(results: dict) -> list[str]:
+    return [
+        "Values: mean ± sd over the repeats, with the 95% interval of a percentile bootstrap over test "
+        f"patients ({results['bootstrap']['resamples']:,} resamples, each averaging the repeats' metrics). "
+        "p values against real only with the same initialisation, on the repeats' averaged probabilities at "
+        f"{results['threshold']}: McNemar's test on the {results['positive']} images (sensitivity) and on the "
+        f"{results['negative']} images (specificity), DeLong's test for the AUC; not corrected for multiple "
+        "comparisons. These tests count slices as independent, but one patient's slices are correlated, so their p "
+        "values are optimistic; the paired patient-bootstrap intervals of the differences (the same resampled "
+        "patients for both setups) allow for that: where they include 0, the difference is not established.", ""]
 
 
 def _difference_table(rows: list[dict], key: str, extra, title: str) -> list[str]:
@@ -112,13 +142,19 @@ def _difference_table(rows: list[dict], key: str, extra, title: str) -> list[str
     chosen = [entry for entry in rows if entry.get(key)]
     if not chosen:
         return []
-    lines = [title, "", "| DA setup | Δ Sensitivity (points) | Δ Specificity (points) | Δ Accuracy (points) | "
-             "Δ ROC AUC | Δ Average precision |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    fixed = "sensitivity_at_fixed_specificity" in chosen[0][key]
+    header = ["DA setup", "Δ ROC AUC"] + (["Δ Sensitivity at fixed specificity (points)"] if fixed else [])
+    header += ["Δ Sensitivity at 0.5 (points)", "Δ Specificity at 0.5 (points)", "Δ Accuracy at 0.5 (points)",
+               "Δ Average precision"]
+    lines = [title, "", "| " + " | ".join(header) + " |", "| --- | " + " | ".join(["---:"] * (len(header) - 1)) + " |"]
     for entry in chosen:
         d = entry[key]
-        lines.append("| " + " | ".join([setup_name(entry, extra)] + [
-            _signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")] + [
-            _signed(d[name], 1.0, 3) for name in ("roc_auc", "average_precision")]) + " |")
+        cells = [setup_name(entry, extra), _signed(d["roc_auc"], 1.0, 3, power=True)]
+        if fixed:
+            cells.append(_signed(d["sensitivity_at_fixed_specificity"], 100.0, 1, power=True))
+        cells += [_signed(d[name], 100.0, 1) for name in ("sensitivity", "specificity", "accuracy")]
+        cells.append(_signed(d["average_precision"], 1.0, 3))
+        lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
 
