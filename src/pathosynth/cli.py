@@ -484,9 +484,12 @@ def evaluate():
 def classify_command(real_dir, synthetic_dirs, setups, pretrained, preset, repeats, ratio, seed, positive, bootstrap,
                      max_epochs, train_patients, subset_seed, out, overwrite, quiet):
     """Train tumour classifiers on real data with and without classic and GAN augmentation (the papers' setups)
-    and compare them on the real test split: sensitivity, specificity, accuracy, AUC, AP with patient-bootstrap
-    intervals and paired tests against real only. Writes config.json, results.json, table.md, roc.png and
-    predictions.csv; rerun the same command to resume an interrupted run.
+    and compare them on the real test split. Primary: ROC AUC, and sensitivity at the specificity the real-only
+    model reaches on validation (thresholds fixed on validation); secondary: the 0.5-threshold numbers; with
+    patient-bootstrap intervals, paired differences and the smallest difference the test split can detect.
+    Ends with one sentence per question that says "not established" unless the data show an effect.
+    Writes config.json, results.json, table.md, roc.png and predictions.csv; rerun the same command to
+    resume an interrupted run.
     """
     from pathosynth.evaluate.classify import classify
     from pathosynth.evaluate.classify_headline import headline_sentences

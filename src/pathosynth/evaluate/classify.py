@@ -24,8 +24,13 @@ augmentation: that keeps "classic" and "gan" rows equal in size and epoch length
 initialisation, dropout, batch order); the data (synthetic choice, classic copies) are fixed for
 a run. Same seed, same thread count, CPU: the same numbers.
 
-**Statistics** (`evaluate/stats.py`), on the real test split, the positive class = 1, threshold 0.5
-on the probability:
+**Statistics** (`evaluate/stats.py`, `classify_stats.py`), on the real test split, the positive class
+= 1. The primary answer (METHODS section 10): ROC AUC, and sensitivity at a fixed operating point: the
+specificity the real-only model reaches on the validation split at 0.5 (averaged over its repeats)
+is the target, each trained model gets its own threshold reaching it on its validation negatives,
+and that threshold is applied unchanged to the test split. Secondary: threshold 0.5 on the
+probability. Extra images are added in the real training class balance. `classify_headline.py`
+turns the results into sentences that say "not established" unless the data show an effect.
 
 - point: each metric (sensitivity, specificity, accuracy, ROC AUC, average precision) is computed
   for every repeat and averaged over the repeats; `sd` is their standard deviation (n - 1);
