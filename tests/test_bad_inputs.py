@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from pathosynth.cli import main
 
@@ -42,14 +43,20 @@ def places(tmp_path_factory, tiny_brain, teaching_runs):
     shutil.copytree(teaching_runs["dcgan"], swapped)
     shutil.rmtree(swapped / "checkpoints")
     shutil.copytree(teaching_runs["cpggan"] / "checkpoints", swapped / "checkpoints")
+    diverged = root / "diverged-run"  # a generator whose weights went NaN
+    shutil.copytree(teaching_runs["dcgan"], diverged)
+    exported = torch.load(diverged / "checkpoints" / "generator.pt", weights_only=True)
+    exported["weights"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v
+                           for k, v in exported["weights"].items()}
+    torch.save(exported, diverged / "checkpoints" / "generator.pt")
     damaged = root / "damaged"
     damaged.mkdir()
     (damaged / "dataset.json").write_text("{not json")
     (root / "stray").mkdir()
     (root / "a-file.txt").write_text("text")
     return {"DATA": tiny_brain, "RUN": teaching_runs["dcgan"], "RUN3D": teaching_runs["mcgan"],
-            "SWAPPED": swapped, "DAMAGED": damaged, "STRAY": root / "stray", "FILE": root / "a-file.txt",
-            "MISSING": root / "missing"}
+            "SWAPPED": swapped, "DIVERGED": diverged, "DAMAGED": damaged, "STRAY": root / "stray",
+            "FILE": root / "a-file.txt", "MISSING": root / "missing"}
 
 
 ROWS = [
@@ -93,6 +100,7 @@ ROWS = [
     (["generate", "RUN", "--n", "2", "--label", "fracture", "--out", OUT], "fracture"),
     (["generate", "RUN", "--n", "2", "--ct", "FILE", "--out", OUT], "not a 3D MCGAN run"),
     (["generate", "SWAPPED", "--n", "2", "--out", OUT], "a pggan checkpoint in a dcgan run folder"),
+    (["generate", "DIVERGED", "--n", "2", "--quiet", "--out", OUT], "NaN or infinite pixels"),
     (["generate", "RUN3D", "--ct", "MISSING", "--at", "1,1,1", "--size", "small", "--attenuation", "solid",
       "--out", OUT], "missing"),
     (["generate", "RUN3D", "--ct", "FILE", "--at", "1,1,1", "--size", "huge", "--attenuation", "solid",

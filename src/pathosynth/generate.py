@@ -283,6 +283,9 @@ def run_generator(made: _Generator, seeds: list[int], labels: list[int] | None,
     if layouts is not None:
         kwargs["boxes"] = box_image(layouts, resolution).to(device)
     images = made.model(z, **kwargs, **made.phase).float()
+    if not torch.isfinite(images).all():
+        raise UserError(f"{made.file}: the generator makes NaN or infinite pixels (its training diverged); "
+                        "train the run again with a lower learning rate, or resume it from an earlier checkpoint")
     if images.shape[-1] != resolution:  # a PGGAN exported before it reached full size
         images = torch.nn.functional.interpolate(images, size=(resolution, resolution), mode="nearest")
     return list(images.cpu().numpy())
