@@ -1,9 +1,11 @@
 """Temporary names for atomic writes, and the removal of those a killed process left behind.
 
-Every writer that builds a file or folder under a temporary name and renames it when complete uses
+Writers that build a file or folder under a temporary name and rename it when complete use
 `temporary_name`: `.NAME.tmp-PID` beside the target (`.NAME.partial-PID` for folders). A SIGKILL
 between the two leaves the temporary behind; `remove_stale_temporaries` deletes those whose process
-is gone, and the verbs call it on their output's folder when they start.
+is gone, and the training loop, `outputs.building` and `evaluate classify` call it when they start.
+Not yet moved here: the dataset writer (`data/dataset.py`) and `data show`'s PNG (`data/inspect.py`),
+which still spell the same pattern themselves and do not clean up after a killed run.
 """
 
 from __future__ import annotations
