@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+from pathosynth.data.phantoms import KINDS
 from tests.layouts import make_brats_layout, make_folder_layout
 
 
@@ -26,6 +27,9 @@ def test_help_lists_every_verb():
     imports = run("data", "import", "--help").stdout
     for layout in ("brats", "luna16", "folder"):
         assert layout in imports
+    phantoms = run("data", "phantom", "--help").stdout
+    for kind in KINDS:  # the CLI's choice list is spelled apart from the registry of builders
+        assert kind in phantoms
 
 
 def _assert_clean_failure(result, *needles):

@@ -93,17 +93,22 @@ def data():
 
 
 @data.command()
-@click.argument("kind", type=click.Choice(["brain-mr", "chest-ct", "radiograph"]))
+@click.argument("kind", type=click.Choice(["brain-mr", "brain-metastases", "chest-ct", "radiograph"]))
 @split_options
 @click.option("--patients", type=COUNT, default=None,
-              help="Number of patients [default: brain-mr 40, chest-ct 24, radiograph 160].")
+              help="Number of patients [default: brain-mr 40, brain-metastases 40, chest-ct 24, radiograph 160].")
 @click.option("--kind", "kind_3d", type=click.Choice(["vois", "scans"]), default="vois", show_default=True,
               help="chest-ct only: nodule VOIs (for 3D MCGAN) or whole scans (for detection).")
 @click.option("--keep-raw", type=click.Path(path_type=Path), default=None,
               help="Also keep the raw layout (BraTS / LUNA16 / images+CSV) in this folder.")
 @click.option("--tiny", is_flag=True, help="Tiny images, for tests.")
 def phantom(kind, out, split, split_file, seed, overwrite, quiet, patients, kind_3d, keep_raw, tiny):
-    """Build a built-in dataset: brain-mr, chest-ct or radiograph (deterministic from --seed)."""
+    """Build a built-in dataset (deterministic from --seed).
+
+    brain-mr: gliomas as in BraTS HGG (T1c, slices 30-130, borderline slices left out), for
+    classification; brain-metastases: several small metastases per patient with boxes and masks,
+    for detection; chest-ct: nodule VOIs or scans as in LUNA16; radiograph: hips with fractures.
+    """
     from pathosynth.data.phantoms import build_phantom
 
     path = build_phantom(kind, out, seed=seed, patients=patients, tiny=tiny,

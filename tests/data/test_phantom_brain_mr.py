@@ -63,9 +63,9 @@ def test_read_back_gives_one_shape_types_and_zero_background(cases):
             assert array.min() == 0 and array.max() > 100, (case, name)
             for corner in (array[0, 0, 0], array[-1, -1, -1], array[:, 0, 0].max()):
                 assert corner == 0, (case, name)
-            # The head fills a good part of the middle slice but not the field.
+            # The brain (skull-stripped, as BraTS) fills a good part of the middle slice, not the field.
             inside = (array[SHAPE[0] // 2] > 0).mean()
-            assert 0.3 < inside < 0.9, (case, name, inside)
+            assert 0.2 < inside < 0.6, (case, name, inside)
 
 
 def test_seg_uses_brats_labels_and_marks_some_tumour(cases):
@@ -175,7 +175,7 @@ def test_progress_is_called_once_per_patient(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(sequences=("t1", "dwi")), dict(sequences=("t1", "t1")),
-                                    dict(shape=(40, 64)), dict(shape=(4, 64, 64))])
+                                    dict(shape=(40, 64)), dict(shape=(4, 64, 64)), dict(disease="lymphoma")])
 def test_bad_arguments_are_refused(tmp_path, kwargs):
     with pytest.raises(ValueError):
         write_brats_cases(tmp_path, 1, 0, **kwargs)

@@ -6,12 +6,12 @@ import json
 import pytest
 
 from pathosynth.data.dataset import Dataset
-from pathosynth.data.importers.brats import BratsOptions, import_brats
-from pathosynth.data.phantoms import build_phantom
+from pathosynth.data.importers.brats import import_brats
+from pathosynth.data.phantoms import brain_import_options, build_phantom
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 
-PATIENTS = {"brain-mr": 3, "chest-ct": 3, "radiograph": 6}
+PATIENTS = {"brain-mr": 3, "brain-metastases": 3, "chest-ct": 3, "radiograph": 6}
 
 
 def _hashes(root):
@@ -35,8 +35,8 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, kind):
 def test_kept_raw_layout_imports_to_the_same_dataset(tmp_path):
     built = build_phantom("brain-mr", tmp_path / "bm", seed=2, patients=2, tiny=True, keep_raw=tmp_path / "raw",
                           progress=False)
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["PHANTOM_BRAIN_0000", "PHANTOM_BRAIN_0001"]
-    again = import_brats(tmp_path / "raw", tmp_path / "bm", BratsOptions(slices=(8, 32), pad_to=64),
+    assert sorted(p.name for p in (tmp_path / "raw" / "HGG").iterdir()) == ["PHANTOM_BRAIN_0000", "PHANTOM_BRAIN_0001"]
+    again = import_brats(tmp_path / "raw", tmp_path / "bm", brain_import_options("brain-mr", tiny=True),
                          SplitPlan(seed=2), overwrite=True, progress=False)
     assert again == built
     info = json.loads((built / "dataset.json").read_text())

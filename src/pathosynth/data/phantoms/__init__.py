@@ -15,10 +15,10 @@ from pathosynth.data.paths import kind_of
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 
-KINDS = ("brain-mr", "chest-ct", "radiograph")
+KINDS = ("brain-mr", "brain-metastases", "chest-ct", "radiograph")
 
 
-DEFAULT_PATIENTS = {"brain-mr": 40, "chest-ct": 24, "radiograph": 160}
+DEFAULT_PATIENTS = {"brain-mr": 40, "brain-metastases": 40, "chest-ct": 24, "radiograph": 160}
 
 
 def build_phantom(kind: str, out: str | Path, *, seed: int = 0, patients: int | None = None,
@@ -81,14 +81,11 @@ def phantom_provenance(kind: str, seed: int, patients: int, tiny: bool) -> dict:
 def _write_and_import(kind, raw, out, seed, patients, tiny, plan, kind_3d, tick, overwrite, progress):
     common = {"overwrite": overwrite, "progress": progress,
             "provenance": phantom_provenance(kind, seed, patients, tiny)}
-    if kind == "brain-mr":
-        from pathosynth.data.importers.brats import BratsOptions, import_brats
-        from pathosynth.data.phantoms.brain_mr import write_brats_cases
+    if kind in BRAIN_SETS:
+        from pathosynth.data.importers.brats import import_brats
 
-        shape = (40, 64, 64) if tiny else (155, 240, 240)
-        write_brats_cases(raw, patients, seed, shape=shape, sequences=("t1ce",), progress=tick)
-        options = BratsOptions(slices=(8, 32), pad_to=64) if tiny else BratsOptions()
-        return import_brats(raw, out, options, plan, **common)
+        return import_brats(_write_brain_cases(kind, raw, seed, patients, tiny, tick), out,
+                            brain_import_options(kind, tiny), plan, **common)
     if kind == "chest-ct":
         from pathosynth.data.importers.luna16 import Luna16Options, import_luna16
         from pathosynth.data.phantoms.chest_ct import write_luna16_layout
@@ -101,3 +98,47 @@ def _write_and_import(kind, raw, out, seed, patients, tiny, plan, kind_3d, tick,
 
     write_folder_layout(raw, patients, seed, size=64 if tiny else 256, progress=tick)
     return import_folder(raw, out, FolderOptions(classes=("normal", "fracture")), plan, **common)
+
+
+# ------------------------------------------------------------------------------------------ brain
+
+# The two brain sets, as the papers had two datasets: gliomas (BraTS HGG, tumour classification)
+# and brain metastases (box detection).
+BRAIN_SETS = {"brain-mr": "glioma", "brain-metastases": "metastases"}
+# The raw folder the cases go to: the BraTS importer reads the grade from HGG/LGG in the path.
+_BRAIN_FOLDER = {"brain-mr": "HGG", "brain-metastases": "METS"}
+TINY_BRAIN_SHAPE = (40, 64, 64)
+BRAIN_SHAPE = (155, 240, 240)
+BORDERLINE_TUMOUR_AREA = 800  # px at 1 mm: a glioma slice showing less tumour is borderline
+
+
+def brain_import_options(kind: str, tiny: bool = False):
+    """How a brain phantom's raw cases are imported: the papers' slice range and exclusions.
+
+    Gliomas (two-step GAN paper): T1c slices 30-130 of 155, padded to 256, without borderline
+    slices and slices with missing brain. Borderline: the tumour's top and bottom slices, where
+    less than 8 cm^2 of it (oedema included) shows, under 50 px at the classifier's 64 px: slivers
+    of oedema and the caps of the core, whose label a reader would dispute (the paper kept 54% of
+    its training slices; this rule drops about a quarter). Missing brain: less than a quarter of
+    the largest slice's brain. Metastases: the same slices and brain rule, but every lesion counts
+    however small (its pole on a slice is still a lesion to find), so every connected component
+    of the mask gets its box. Tiny sets (64 px, slices 8-32 of 40) keep every slice of their
+    range: tests count on 25 slices per patient.
+    """
+    from pathosynth.data.importers.brats import BratsOptions
+
+    if tiny:
+        return BratsOptions(slices=(8, 32), pad_to=64, min_box_area=1 if kind == "brain-metastases" else 10)
+    if kind == "brain-mr":
+        return BratsOptions(slices=(30, 130), pad_to=256, min_tumour_area=BORDERLINE_TUMOUR_AREA,
+                            min_brain_fraction=0.25)
+    return BratsOptions(slices=(30, 130), pad_to=256, min_brain_fraction=0.25, min_box_area=1)
+
+
+def _write_brain_cases(kind: str, raw: Path, seed: int, patients: int, tiny: bool, tick) -> Path:
+    from pathosynth.data.phantoms.brain_mr import write_brats_cases
+
+    shape = TINY_BRAIN_SHAPE if tiny else BRAIN_SHAPE
+    write_brats_cases(raw / _BRAIN_FOLDER[kind], patients, seed, shape=shape, sequences=("t1ce",),
+                      disease=BRAIN_SETS[kind], progress=tick)
+    return raw

@@ -1,4 +1,4 @@
-"""A built-in brain MR phantom with gliomas, written as BraTS-style case folders.
+"""Built-in brain MR phantoms with gliomas or metastases, written as BraTS-style case folders.
 
 Each patient is a head built from smooth random fields: skin, subcutaneous fat, temporalis
 muscle, a skull with dark cortical tables and patches of fatty diploe, extra-axial CSF, a folded
@@ -7,15 +7,22 @@ white matter, deep grey nuclei, lateral and third ventricles with choroid plexus
 interhemispheric fissure with the falx and the superior sagittal sinus, the Sylvian fissures,
 and in the low slices a tentorium over a finely foliated cerebellum, the brainstem with the
 fourth ventricle, the skull base with the orbits and the sphenoid sinus. The head's size, shape,
-position and tilt, the layer thicknesses, the ventricle size (atrophy) and the folding vary per
-patient, and the anatomy changes along z (ventricles only in the middle slices).
+layer thicknesses, the ventricle size (atrophy) and the folding vary per patient, and the
+anatomy changes along z (ventricles only in the middle slices).
 
-Most patients carry one glioma, some two or three, a few none: a sphere deformed by smooth noise,
-from about 5 to 50 mm across, with BraTS structure (necrotic or non-enhancing core, an irregular
-enhancing rim 2-5 mm thick, vasogenic oedema that spreads along the white matter), pushing the
-ventricles and midline aside.
-Some are faint. White-matter hyperintensities, enhancing venous sinuses and choroid plexus are
-look-alikes for a classifier.
+Two cohorts (``COHORTS``), as the papers had two datasets:
+
+- ``glioma`` (BraTS HGG, for classification): one high-grade glioma per patient, sometimes a
+  second focus, with BraTS structure (necrotic or non-enhancing core, an irregular enhancing rim
+  4-9 mm thick, vasogenic oedema that spreads along the white matter) pushing the ventricles and
+  midline aside (``tumours.plan_gliomas``). Skull-stripped and registered (every head centred and
+  upright), as BraTS is.
+- ``metastases`` (for detection): several small, round, ring- or solid-enhancing lesions with
+  little oedema, mostly at the grey-white junction (``metastases.plan_metastases``); the head
+  keeps its skull and a random pose, as clinical scans do, and the seg marks only the lesions.
+
+White-matter hyperintensities, enhancing venous sinuses and choroid plexus are look-alikes for a
+classifier, and some tumours are faint.
 
 The anatomy is computed once per patient as a tissue label per head voxel and then mapped to
 each sequence's contrast (T1, contrast-enhanced T1, T2, FLAIR) with per-patient contrast
@@ -30,15 +37,16 @@ radiological display).
 
 Modules, in the order a patient is built: ``head`` (shape, pose and the head voxels), ``anatomy``
 (the label map: scalp and skull, then inside the dura ``surfaces`` for the fissures, ``cortex``,
-``deep`` for nuclei, ventricles and brainstem, and ``tumours``), ``contrast`` (labels to scanner
-values). ``fields`` and ``tissues`` are shared by all of them. Patient ``i`` is one stream of
-``np.random.default_rng([seed, i])``, so the order of the draws across these modules is part of
-the output: reordering them changes every file.
+``deep`` for nuclei, ventricles and brainstem, ``tumours`` or ``metastases``), ``contrast``
+(labels to scanner values). ``fields`` and ``tissues`` are shared by all of them. Patient ``i``
+is one stream of ``np.random.default_rng([seed, i, *cohort.stream])``, so the order of the draws
+across these modules is part of the output: reordering them changes every file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,30 +61,58 @@ from pathosynth.data.phantoms.brain_mr.contrast import (
 )
 from pathosynth.data.phantoms.brain_mr.fields import F32, smooth_field
 from pathosynth.data.phantoms.brain_mr.head import Head
-from pathosynth.data.phantoms.brain_mr.tissues import OEDEMA, SEG_OF_TISSUE, TISSUE_NAMES
+from pathosynth.data.phantoms.brain_mr.tissues import (
+    ENHANCING,
+    OEDEMA,
+    SEG_OF_TISSUE,
+    TISSUE_NAMES,
+)
 from pathosynth.data.writers import write_nifti
 
-__all__ = ["CASE_PREFIX", "SEQUENCES", "TISSUE_NAMES", "make_brain_patient", "tissue_map",
-           "write_brats_cases"]
+__all__ = ["CASE_PREFIX", "COHORTS", "SEQUENCES", "TISSUE_NAMES", "Cohort", "make_brain_patient",
+           "tissue_map", "write_brats_cases"]
 
-CASE_PREFIX = "PHANTOM_BRAIN_"
+
+@dataclass(frozen=True)
+class Cohort:
+    """Which disease a set of phantom patients has, and how their cases are written."""
+
+    disease: str  # "glioma" or "metastases": the tumour planner (anatomy.DISEASES)
+    case_prefix: str
+    skull_stripped: bool  # BraTS is skull-stripped; clinical metastasis scans are not
+    registered: bool  # BraTS is rigidly registered to an atlas: every head centred and upright
+    oedema_labelled: bool  # False: the seg marks only the lesions, one component per lesion
+    stream: tuple[int, ...]  # appended to [seed, patient] to seed the patient's random stream
+
+
+COHORTS = {
+    "glioma": Cohort("glioma", "PHANTOM_BRAIN_", skull_stripped=True, registered=True, oedema_labelled=True,
+                     stream=()),
+    "metastases": Cohort("metastases", "PHANTOM_METS_", skull_stripped=False, registered=False,
+                         oedema_labelled=False, stream=(1,)),
+}
+CASE_PREFIX = COHORTS["glioma"].case_prefix
 
 
 def write_brats_cases(out_dir: Path, n_patients: int, seed: int, *,
                       shape: tuple[int, int, int] = (155, 240, 240),
-                      sequences: Sequence[str] = SEQUENCES,
+                      sequences: Sequence[str] = SEQUENCES, disease: str = "glioma",
                       progress: Callable[[], object] | None = None) -> list[str]:
     """Write n_patients BraTS-style case folders under out_dir; return the case ids.
 
-    Case ``PHANTOM_BRAIN_0007`` is the folder ``out_dir/PHANTOM_BRAIN_0007/`` holding
-    ``PHANTOM_BRAIN_0007_<sequence>.nii`` for each requested sequence and
-    ``PHANTOM_BRAIN_0007_seg.nii`` (uint8, BraTS labels 0 background, 1 necrotic/non-enhancing
-    core, 2 oedema, 4 enhancing tumour). Images are int16, non-negative, air exactly 0, 1 mm
-    spacing, ``[z, y, x]`` with the plain direction. Patient ``i`` draws only from
-    ``np.random.default_rng([seed, i])``: the same seed writes byte-identical files, adding
-    patients leaves the earlier ones unchanged, and a subset of sequences is the same images.
-    ``progress`` is called once per finished patient.
+    Case ``PHANTOM_BRAIN_0007`` (gliomas; ``PHANTOM_METS_0007`` for metastases) is the folder
+    ``out_dir/PHANTOM_BRAIN_0007/`` holding ``PHANTOM_BRAIN_0007_<sequence>.nii`` for each
+    requested sequence and ``PHANTOM_BRAIN_0007_seg.nii`` (uint8, BraTS labels 0 background,
+    1 necrotic/non-enhancing core, 2 oedema, 4 enhancing tumour; the metastasis seg leaves the
+    oedema unlabelled). Images are int16, non-negative, air exactly 0, 1 mm spacing, ``[z, y, x]``
+    with the plain direction; the glioma images are skull-stripped, as BraTS. Patient ``i`` draws
+    only from ``np.random.default_rng([seed, i, *cohort.stream])``: the same seed writes
+    byte-identical files, adding patients leaves the earlier ones unchanged, and a subset of
+    sequences is the same images. ``progress`` is called once per finished patient.
     """
+    if disease not in COHORTS:
+        raise ValueError(f"disease must be one of {sorted(COHORTS)}, got {disease!r}")
+    cohort = COHORTS[disease]
     out_dir = Path(out_dir)
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 8:
@@ -89,8 +125,9 @@ def write_brats_cases(out_dir: Path, n_patients: int, seed: int, *,
     width = max(4, len(str(max(n_patients - 1, 0))))
     case_ids = []
     for index in range(n_patients):
-        case = f"{CASE_PREFIX}{index:0{width}d}"
-        images, seg = make_brain_patient(np.random.default_rng([seed, index]), shape, sequences)
+        case = f"{cohort.case_prefix}{index:0{width}d}"
+        images, seg = make_brain_patient(np.random.default_rng([seed, index, *cohort.stream]), shape, sequences,
+                                         cohort)
         case_dir = out_dir / case
         case_dir.mkdir(parents=True, exist_ok=True)
         for name in sequences:
@@ -105,15 +142,15 @@ def write_brats_cases(out_dir: Path, n_patients: int, seed: int, *,
 
 
 def make_brain_patient(rng: np.random.Generator, shape: tuple[int, int, int],
-                       sequences: Sequence[str] = SEQUENCES
+                       sequences: Sequence[str] = SEQUENCES, cohort: Cohort = COHORTS["glioma"]
                        ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One patient: ``{sequence: int16 [z, y, x]}`` and the uint8 BraTS segmentation ``[z, y, x]``.
 
     The arrays are Fortran-ordered views (x fastest in memory, the NIfTI layout), which the
     NIfTI writer stores without a transposing copy.
     """
-    head = Head(rng, shape)
-    labels, blend = label_map(rng, head)
+    head = Head(rng, shape, cohort.registered)
+    labels, blend, stripped = label_map(rng, head, cohort.disease)
     params = sequence_params(rng)
     bias = [head.field(rng, 90.0) for _ in range(2)]
     texture = head.field(rng, 6.0)  # faint tissue heterogeneity, the same on every sequence
@@ -123,7 +160,7 @@ def make_brain_patient(rng: np.random.Generator, shape: tuple[int, int, int],
 
     out_index = head.output_index()
     seg = np.zeros(shape[::-1], dtype=np.uint8)
-    tumour = np.nonzero(labels >= OEDEMA)[0]
+    tumour = np.nonzero(labels >= (OEDEMA if cohort.oedema_labelled else ENHANCING))[0]
     seg.ravel()[out_index[tumour]] = SEG_OF_TISSUE[labels[tumour]]
 
     labels3 = np.zeros(head.crop_shape, dtype=np.uint8)
@@ -132,22 +169,26 @@ def make_brain_patient(rng: np.random.Generator, shape: tuple[int, int, int],
     for name in sequences:
         values = sequence_values(params[name], labels3, labels, blend, head, bias, texture,
                                  noise, grain)
+        if cohort.skull_stripped:
+            values[~stripped] = 0
         out = np.zeros(shape[::-1], dtype=np.int16)
         out.ravel()[out_index] = values
         images[name] = out.T
     return images, seg.T
 
 
-def tissue_map(seed: int, index: int, shape: tuple[int, int, int] = (155, 240, 240)) -> np.ndarray:
+def tissue_map(seed: int, index: int, shape: tuple[int, int, int] = (155, 240, 240),
+               disease: str = "glioma") -> np.ndarray:
     """The uint8 tissue labels ``[z, y, x]`` of patient ``index`` of ``seed`` (see TISSUE_NAMES).
 
     Ground truth for checks and debugging: it repeats the patient's anatomy draws and stops
-    before the images.
+    before the images. Skull-stripped voxels keep their labels.
     """
     shape = tuple(int(s) for s in shape)
-    rng = np.random.default_rng([seed, index])
-    head = Head(rng, shape)
-    labels, _ = label_map(rng, head)
+    cohort = COHORTS[disease]
+    rng = np.random.default_rng([seed, index, *cohort.stream])
+    head = Head(rng, shape, cohort.registered)
+    labels, _, _ = label_map(rng, head, disease)
     out = np.zeros(shape[::-1], dtype=np.uint8)
     out.ravel()[head.output_index()] = labels
     return out.T

@@ -24,11 +24,18 @@ from pathosynth.data.phantoms.brain_mr.tissues import (
     SINUS,
     SKIN,
 )
-from pathosynth.data.phantoms.brain_mr.tumours import mass_effect, paint_tumours, plan_tumours
+from pathosynth.data.phantoms.brain_mr.metastases import plan_metastases
+from pathosynth.data.phantoms.brain_mr.tumours import mass_effect, paint_tumours, plan_gliomas
+
+DISEASES = {"glioma": plan_gliomas, "metastases": plan_metastases}
 
 
-def label_map(rng: np.random.Generator, head: Head):
-    """Tissue label of every head voxel (1D, uint8) and the tumour blending data."""
+def label_map(rng: np.random.Generator, head: Head, disease: str = "glioma"):
+    """Tissue label of every head voxel (1D, uint8), the tumour blending data, and the brain.
+
+    ``stripped`` marks the head voxels a skull-stripping tool keeps: inside the dura, less the
+    bone, air and orbital fat of the skull base.
+    """
     depth = head.depth
     uz, uy, ux = head.u
     field_50mm = head.field(rng, 50.0)
@@ -38,7 +45,7 @@ def label_map(rng: np.random.Generator, head: Head):
     # Everything inside the dura: 1D arrays over the intracranial voxels.
     ic = np.nonzero(depth > t_skull + 0.7)[0]
     Bz, By, Bx = head.brain_axes
-    tumours = plan_tumours(rng, head)
+    tumours = DISEASES[disease](rng, head)
     ub = (uz[ic], uy[ic], ux[ic])  # unwarped
     bz, by, bx = (a.copy() for a in ub)
     for t in tumours:
@@ -62,7 +69,10 @@ def label_map(rng: np.random.Generator, head: Head):
     labels[ic] = lab
     _orbits(head, labels)
     blend = paint_tumours(rng, head, labels, ic, ub, d_brain, tumours)
-    return labels, blend
+    stripped = np.zeros(labels.size, dtype=bool)
+    stripped[ic] = True
+    stripped &= ~np.isin(labels, (AIR, SKIN, FAT, MUSCLE, BONE, MARROW))  # skull base, orbital fat
+    return labels, blend, stripped
 
 
 def _scalp_and_skull(head: Head, field_50mm: np.ndarray, field_20mm: np.ndarray):

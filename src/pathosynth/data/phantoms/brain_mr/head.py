@@ -23,13 +23,19 @@ class Head:
     below the skin in mm, ``lr`` their index in a half-resolution crop (for smooth fields).
     """
 
-    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int]):
+    def __init__(self, rng: np.random.Generator, shape: tuple[int, int, int], registered: bool = False):
         self.shape = shape
         self.vox = tuple(f / n for f, n in zip(FIELD_MM, shape))  # virtual mm per voxel
         u = rng.uniform
         self.axes = (u(84, 96), u(88, 101), u(69, 80))  # semi-axes (z, y, x), mm
-        self.centre = (u(60, 70), 120 + u(-8, 8), 120 + u(-6, 6))
+        # The head's centre near slice 73, as in BraTS's atlas space: slices 30-130 then run from
+        # the temporal lobes and cerebellum to the high convexity, as the papers' range does.
+        self.centre = (u(70, 76), 120 + u(-8, 8), 120 + u(-6, 6))
         self.rot = rotation(np.deg2rad(u(-9, 9)), np.deg2rad(u(-7, 7)), np.deg2rad(u(-4, 4)))
+        if registered:
+            # Rigidly registered to an atlas, as BraTS is: the pose is drawn (the stream stays the
+            # same) but the head is centred and upright; its size and shape still vary.
+            self.centre, self.rot = (73.0, 120.0, 120.0), np.eye(3)
         self.egg = u(0.0, 0.08)  # wider at the back than at the front
         self.skin = u(1.4, 2.4)
         self.fat = u(2.0, 4.5)

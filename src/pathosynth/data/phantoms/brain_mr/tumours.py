@@ -1,7 +1,9 @@
-"""Gliomas: where they are, how they push the brain aside, and their BraTS sub-regions.
+"""Gliomas: where they are; and for every brain tumour, how it pushes the brain aside and its
+BraTS sub-regions.
 
 A tumour is a sphere deformed by smooth noise with a necrotic or non-enhancing core, an
 enhancing rim and vasogenic oedema that spreads only through white and deep grey matter.
+``metastases.plan_metastases`` plans the other cohort's lesions; both are painted here.
 """
 
 from __future__ import annotations
@@ -21,30 +23,45 @@ from pathosynth.data.phantoms.brain_mr.tissues import (
 )
 
 
-def plan_tumours(rng, head: Head) -> list[dict]:
-    """Centre (head frame, mm), size, type and look of each tumour; most patients have one."""
-    count = int(rng.choice(4, p=[0.1, 0.66, 0.17, 0.07]))
+def plan_gliomas(rng, head: Head) -> list[dict]:
+    """High-grade gliomas as in BraTS HGG: one per patient (sometimes a second, multifocal one).
+
+    Tumour-core radius log-normal around 21 mm (5-95%: about 12-32 mm), so that the volumes are
+    BraTS HGG's (medians: whole tumour ~90 cm^3, core ~45, enhancing ~25); mostly
+    glioblastoma-like (necrotic core, thick enhancing rim), some solid or weakly enhancing; oedema
+    reaching 1.15-1.45 core radii plus 2-9 mm, a tenth with little oedema; a tenth faint. Anywhere
+    in one hemisphere from the temporal lobe to the high convexity, so that no slice level is
+    always tumour (a classifier would learn the level instead of the lesion).
+    """
+    count = 1 + int(rng.choice(3, p=[0.85, 0.12, 0.03]))
     b_axes = np.asarray(head.brain_axes)
-    min_r = min(max(2.5, 1.2 * max(head.vox)), 20.0)  # at least ~a voxel across
+    smallest = max(5.0, 1.2 * max(head.vox))  # and at least ~a voxel across
     tumours = []
-    for _ in range(count):
-        radius = float(np.exp(rng.uniform(np.log(min_r), np.log(25.0))))
-        p = [0.55, 0.2, 0.25] if radius > 8 else [0.15, 0.55, 0.3]
-        kind = ("gbm", "solid", "low")[int(rng.choice(3, p=p))]
-        # Not in the lowest slices, and far enough inside the brain for the tumour to fit.
-        q = rng.uniform(-1, 1, 3)
-        while np.linalg.norm(q) > 1 or q[0] < -0.35:
-            q = rng.uniform(-1, 1, 3)
-        room = 1.0 - (radius + 8.0) / float(b_axes.min())
-        centre = q * max(room, 0.15) * b_axes * np.array([0.85, 0.85, 0.9])
-        oedema = min(radius * rng.uniform(1.1, 1.7) + rng.uniform(0.0, 8.0), 42.0)
-        if rng.random() < 0.2:
-            oedema = radius * rng.uniform(1.02, 1.2)
-        contrast = rng.uniform(0.5, 1.0) if rng.random() < 0.8 else rng.uniform(0.2, 0.5)
+    for index in range(count):
+        median = 21.0 if index == 0 else 8.0  # a multifocal tumour's satellites are smaller
+        radius = float(np.clip(median * np.exp(0.33 * rng.standard_normal()), smallest, 32.0))
+        kind = ("gbm", "solid", "low")[int(rng.choice(3, p=[0.78, 0.12, 0.10]))]
+        # Keep the core about 8 mm inside the brain's envelope along every axis.
+        room = np.maximum(b_axes - radius - 8.0, 0.15 * b_axes)
+        centre = _hemisphere_point(rng) * room
+        oedema = min(radius * rng.uniform(1.15, 1.45) + rng.uniform(2.0, 9.0), 50.0)
+        if rng.random() < 0.1:
+            oedema = radius * rng.uniform(1.02, 1.15)
+        contrast = rng.uniform(0.8, 1.0) if rng.random() < 0.9 else rng.uniform(0.3, 0.6)
         tumours.append(dict(centre=centre, radius=radius, kind=kind, oedema=oedema,
                             contrast=contrast, necrosis=rng.uniform(0.4, 0.75),
                             rough=rng.uniform(0.15, 0.4), push=rng.uniform(0.3, 0.8)))
     return tumours
+
+
+def _hemisphere_point(rng) -> np.ndarray:
+    """A point of the unit ball (z, y, x) in one cerebral hemisphere, off the midline: above the
+    tentorium, or low down in the front and side (the temporal lobe)."""
+    while True:
+        q = rng.uniform(-1, 1, 3)
+        temporal = abs(q[2]) >= 0.45 and q[1] < 0.35
+        if np.linalg.norm(q) <= 1 and abs(q[2]) >= 0.2 and q[0] >= (-0.8 if temporal else -0.4):
+            return q
 
 
 def mass_effect(t: dict, ub, b) -> None:
@@ -98,28 +115,32 @@ def paint_tumours(rng, head: Head, labels, ic, ub, d_brain, tumours):
         cores.append((pts, rho_core, f_tex))
     for t, (pts, rho_core, f_tex) in zip(tumours, cores):
         core = (rho_core < 1.0) & inside[pts]
-        if t["kind"] == "gbm":
-            # An irregular enhancing rim 2-5 mm thick around the necrotic core; it stays at least
-            # ~1.6 voxels thick, so coarse shapes still show it.
-            rim_mm = 2.0 + 3.0 * (0.75 - t["necrosis"]) / 0.35
-            rim = np.maximum(rim_mm * (1.0 + 0.45 * f_tex), 1.6 * min_vox)
-            necrosis = 1.0 - rim * F32(1 / t["radius"])
-            kind = np.where(rho_core < necrosis, NECROSIS, ENHANCING).astype(np.uint8)
-            tex = np.where(kind == NECROSIS, F32(0.16), F32(0.14)) * f_tex
-            amount = t["contrast"]
-        elif t["kind"] == "solid":
-            kind = np.full(rho_core.size, ENHANCING, dtype=np.uint8)
-            tex = 0.12 * f_tex
-            amount = t["contrast"]
-        else:  # low grade: mostly non-enhancing, with enhancing patches
-            kind = np.where(f_tex > 1.4, ENHANCING, NONENH).astype(np.uint8)
-            tex = 0.08 * f_tex
-            amount = max(t["contrast"], 0.35)
+        kind, tex, amount = _core_look(t, rho_core, f_tex, min_vox)
         labels[pts[core]] = kind[core]
         contrast[pts[core]] = amount
         texture[pts[core]] = tex[core]
     idx = np.nonzero(labels >= OEDEMA)[0]
     return idx, normal[idx], contrast[idx], texture[idx]
+
+
+def _core_look(t: dict, rho_core, f_tex, min_vox: float):
+    """Sub-region label, texture and contrast of a tumour core's points."""
+    if t["kind"] in ("gbm", "ring"):
+        # A necrotic centre inside an irregular enhancing rim: 4-9 mm for a glioblastoma (thicker
+        # with less necrosis; BraTS HGG enhancing volumes need it, and a thinner rim fades at the
+        # classifier's 64 px), the drawn ``rim_mm`` for a ring-enhancing metastasis; at least ~1.6
+        # voxels thick, so coarse shapes still show it.
+        rim_mm = t.get("rim_mm", 4.0 + 5.0 * (0.75 - t["necrosis"]) / 0.35)
+        rim = np.maximum(rim_mm * (1.0 + 0.45 * f_tex), 1.6 * min_vox)
+        necrosis = 1.0 - rim * F32(1 / t["radius"])
+        kind = np.where(rho_core < necrosis, NECROSIS, ENHANCING).astype(np.uint8)
+        tex = np.where(kind == NECROSIS, F32(0.16), F32(0.14)) * f_tex
+        return kind, tex, t["contrast"]
+    if t["kind"] == "solid":
+        return np.full(rho_core.size, ENHANCING, dtype=np.uint8), 0.12 * f_tex, t["contrast"]
+    # low grade or weakly enhancing: mostly non-enhancing, with enhancing patches
+    kind = np.where(f_tex > 1.4, ENHANCING, NONENH).astype(np.uint8)
+    return kind, 0.08 * f_tex, max(t["contrast"], 0.35)
 
 
 def _local_fields(rng, head: Head, pts, t: dict):
