@@ -85,7 +85,7 @@ def test_folder_import_with_split_file(tmp_path):
 def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_path):
     result = run("demo", "--tiny", "--quiet", "--out", str(tmp_path / "demo"))
     assert result.returncode == 0, result.stderr
-    for name in ("brain-mr", "chest-ct", "chest-ct-scans", "radiograph"):
+    for name in ("brain-mr", "brain-metastases", "chest-ct", "chest-ct-scans", "radiograph"):
         assert (tmp_path / "demo" / name / "manifest.csv").is_file()
         assert (tmp_path / "demo" / f"{name}-info.txt").read_text().startswith(name)
         assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
@@ -93,6 +93,13 @@ def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_pa
         assert (tmp_path / "demo" / name / "manifest.csv").is_file()
         assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
     assert (tmp_path / "demo" / "runs" / "brain-dcgan" / "checkpoints" / "generator.pt").is_file()
+    # the experiment's GAN and classifiers see the same low-data subset; the box GAN the metastasis set
+    dcgan = json.loads((tmp_path / "demo" / "runs" / "brain-dcgan" / "config.json").read_text())
+    experiment = json.loads((tmp_path / "demo" / "brain-classify" / "config.json").read_text())
+    assert dcgan["config"]["train_patients"] == experiment["real"]["train_patients"] == 2
+    assert dcgan["config"]["subset_seed"] == experiment["real"]["subset_seed"]
+    boxes = json.loads((tmp_path / "demo" / "runs" / "brain-unet-boxes" / "config.json").read_text())
+    assert boxes["data"]["name"] == "brain-metastases"
     nodules = tmp_path / "demo" / "chest-ct-synthetic-nodules"
     assert (nodules / "preview.png").is_file() and len(list(nodules.glob("2.25.*.nii.gz"))) == 1
     placed = json.loads((nodules / "nodules.json").read_text())["scans"][0]["nodules"]

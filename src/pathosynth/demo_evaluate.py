@@ -31,9 +31,11 @@ def _step(folder: Path, marker: str, what: str) -> bool:
 
 
 def run_demo_evaluation(out: Path, brain: Path, synthetic: Path, report_inputs: list[Path], *, seed: int,
-                        tiny: bool, progress: bool) -> Path:
+                        tiny: bool, train_patients: int, progress: bool) -> Path:
     """Audit, experiment, metrics, t-SNE, then the report over them and `report_inputs` (the real
-    set, the runs and the synthetic sets). Returns the report folder."""
+    sets, the runs and the synthetic sets). The experiment's classifiers train on `train_patients`
+    training patients drawn with `seed`, the ones the synthetic set's GAN saw. Returns the report
+    folder."""
     audit_dir, classify_dir = out / "brain-audit", out / "brain-classify"
     images_dir, tsne_dir = out / "brain-image-metrics", out / "brain-tsne"
     if _step(audit_dir, "audit.json", "memorization audit of the synthetic images against the training patients"):
@@ -46,7 +48,7 @@ def run_demo_evaluation(out: Path, brain: Path, synthetic: Path, report_inputs: 
     if _step(classify_dir, "results.json", "classification experiment (real / classic DA / GAN DA / both / "
                                            "synthetic only)"):
         classify(brain, [synthetic], classify_dir, preset="tiny" if tiny else "small", repeats=1 if tiny else 2,
-                 seed=seed, progress=progress)
+                 seed=seed, train_patients=train_patients, subset_seed=seed, progress=progress)
     if _step(images_dir, "image-metrics.json", "image metrics (Frechet distance, KID, precision/recall)"):
         # fewer images and KID subsets than the verb's defaults keep this step near a minute
         evaluate_images(brain, [synthetic], images_dir,

@@ -1,9 +1,11 @@
-"""The demo's GAN step: train small pathology-aware GANs on the built-in brain MR set and generate.
+"""The demo's GAN step: train small pathology-aware GANs on the built-in brain sets and generate.
 
 Two runs, both `small` preset at 64x64: a class-conditional DCGAN (tumour / non-tumour on request)
-and the box-conditioned U-Net GAN (tumours where the boxes say), the fastest box-conditioned family
-on a CPU. A finished run or synthetic set is reused, a started run resumes from its checkpoint,
-so an interrupted demo continues where it stopped.
+on the glioma set, trained on the same training patients as the classification experiment's
+classifiers, and the box-conditioned U-Net GAN (lesions where the boxes say), the fastest
+box-conditioned family on a CPU, on the metastasis set, the papers' detection data. A finished
+run or synthetic set is reused, a started run resumes from its checkpoint, so an interrupted demo
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathosynth.training.loop import resume_run, train
 class DemoGAN:
     run: str
     synthetic: str
+    data: str  # the demo's dataset folder it trains on
     model: str
     overrides: dict
     small_steps: int
@@ -34,10 +37,12 @@ class DemoGAN:
 
 DEMO_GANS = (
     # 1,000 images: the classification experiment adds them to the real training slices
-    DemoGAN("brain-dcgan", "brain-synthetic", "dcgan", {"classes": "conditional"}, 1500, 1000, 64),
-    DemoGAN("brain-unet-boxes", "brain-synthetic-boxes", "unet-cgan", {"classes": "none", "label": "tumour"},
-            600, 24, 24),
+    DemoGAN("brain-dcgan", "brain-synthetic", "brain-mr", "dcgan", {"classes": "conditional"}, 1500, 1000, 64),
+    DemoGAN("brain-unet-boxes", "brain-synthetic-boxes", "brain-metastases", "unet-cgan",
+            {"classes": "none", "label": "tumour"}, 600, 24, 24),
 )
+# The run whose images the classification experiment adds: it sees only the experiment's patients.
+EXPERIMENT_GAN = "brain-dcgan"
 
 
 def _train_or_resume(config, run_dir: Path, progress: bool) -> None:
@@ -56,12 +61,13 @@ def _train_or_resume(config, run_dir: Path, progress: bool) -> None:
         train(config, run_dir, progress=progress)
 
 
-def run_demo_gans(out: Path, brain: Path, *, seed: int, tiny: bool, progress: bool) -> list[Path]:
+def run_demo_gans(out: Path, *, seed: int, tiny: bool, train_patients: int, progress: bool) -> list[Path]:
     previews = []
     for spec in DEMO_GANS:
         preset = "tiny" if tiny else "small"
-        config = make_config(spec.model, preset, data=str(brain), seed=seed,
-                             steps=None if tiny else spec.small_steps, **spec.overrides)
+        subset = {"train_patients": train_patients, "subset_seed": seed} if spec.run == EXPERIMENT_GAN else {}
+        config = make_config(spec.model, preset, data=str(out / spec.data), seed=seed,
+                             steps=None if tiny else spec.small_steps, **spec.overrides, **subset)
         run_dir = out / "runs" / spec.run
         _train_or_resume(config, run_dir, progress)
         synthetic = out / spec.synthetic
