@@ -233,6 +233,9 @@ def _classify_checks(experiments: list[dict]) -> list[tuple[str, bool | None, st
          "; ".join([f"{e['results']['test']['patients']} test patients" for e in experiments]
                    + [f"{name}: detects {max(values) * POWER_BARS[name][2]:.3g} or more"
                       for name, values in mdds.items() if values])),
+        ("Two or more training runs per setup: an effect must clear the spread between runs (the same seed on "
+         "another CPU trains other models)", all(e["results"].get("repeats", 1) >= 2 for e in experiments),
+         "; ".join(f"{e['results'].get('repeats', 1)} run(s) per setup" for e in experiments)),
     ]
 
 

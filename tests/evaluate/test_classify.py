@@ -300,6 +300,8 @@ def test_end_to_end_cli_writes_every_output(full_run):
     header = next(line for line in table.splitlines() if line.startswith("| DA setup"))
     assert header.index("Sensitivity") < header.index("Specificity") < header.index("Accuracy")
     assert "Δ Sensitivity" in table
+    runs = both["difference_vs_classic"]["roc_auc"]["runs"]
+    assert len(runs) == 2 and f"[runs {runs[0]:+.3f}, {runs[1]:+.3f}]" in table  # each training run's own difference
     for name in ("Real only", f"+ {extra} classic DA", f"+ {extra} GAN DA (syn)",
                  f"+ {extra} classic DA & {extra} GAN DA (syn)", "Synthetic only (syn"):
         assert f"| {name}" in table
@@ -479,6 +481,61 @@ def test_an_incompetent_judge_gives_no_headline():
     assert "too weak to judge" in sentence
 
 
+def _runs_experiment(gan_strength: tuple[float, ...], seed: int = 2):
+    """Real-only runs see the lesion weakly; each GAN-DA run r sees it with gan_strength[r]."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat(np.arange(60), 5)
+    y_test, y_val = (np.arange(300) % 2 == 0).astype(int), (np.arange(200) % 2 == 0).astype(int)
+    runs = len(gan_strength)
+    noise = {n: rng.normal(0, 1, (n, runs)) for n in (300, 200)}
+
+    def scores(y, strength):
+        return 1 / (1 + np.exp(-(np.asarray(strength)[None, :] * y[:, None] - 0.6 + noise[len(y)])))
+
+    real = (scores(y_test, [1.2] * runs), scores(y_val, [1.2] * runs))
+    gan = (scores(y_test, gan_strength), scores(y_val, gan_strength))
+    return _statistics_of(real, {"gan": gan}, y_test, y_val, patients), y_test, real[0], gan[0]
+
+
+def test_per_run_differences_match_scikit_learn_and_widen_the_interval():
+    from sklearn.metrics import roc_auc_score
+
+    results, y, real, gan = _runs_experiment((3.0, 2.5))
+    auc = results["groups"][0]["rows"][1]["difference_vs_real"]["roc_auc"]
+    expected = [roc_auc_score(y, gan[:, r]) - roc_auc_score(y, real[:, r]) for r in (0, 1)]
+    assert auc["runs"] == pytest.approx(expected, abs=1e-12)
+    assert auc["runs_sd"] == pytest.approx(np.std(expected, ddof=1))
+    assert auc["robust_low"] < auc["mean"] < auc["robust_high"]
+    # wider than the training runs' spread alone: 1.96 x sd / sqrt(2) at least on each side
+    assert auc["robust_high"] - auc["mean"] >= 1.96 * auc["runs_sd"] / np.sqrt(2) - 1e-12
+
+
+def test_a_gain_that_one_training_run_alone_shows_is_not_a_headline():
+    """The same seed on another CPU trains other models: a gain must clear the spread between runs.
+    Run 0 gains much, run 1 nothing; holding the models fixed, the patient bootstrap alone would
+    call the mean gain established."""
+    from pathosynth.evaluate.classify_headline import headline_sentences
+
+    disagree, *_ = _runs_experiment((4.0, 1.2))
+    auc = disagree["groups"][0]["rows"][1]["difference_vs_real"]["roc_auc"]
+    assert auc["low"] > 0 and auc["runs"][1] == pytest.approx(0, abs=1e-12)  # the bootstrap alone: a gain
+    assert auc["robust_low"] < 0
+    (sentence,) = headline_sentences(disagree)
+    assert sentence.split(": ")[1].startswith("not established") and "per run" in sentence
+    agree, *_ = _runs_experiment((4.0, 3.5))  # both runs gain: the same check passes a real effect
+    (sentence,) = headline_sentences(agree)
+    assert sentence.split(": ")[1].startswith("improved"), sentence
+
+
+def test_one_training_run_is_never_a_headline():
+    from pathosynth.evaluate.classify_headline import headline_sentences
+
+    results, *_ = _runs_experiment((4.0,))
+    assert results["groups"][0]["rows"][1]["difference_vs_real"]["roc_auc"]["low"] > 0
+    (sentence,) = headline_sentences(results)
+    assert "not established (one training run per setup" in sentence
+
+
 def test_copies_of_one_image_are_collapsed_and_never_a_gain(sets, tmp_path):
     """A planted synthetic set of one training image repeated: flagged as collapsed in the results,
     the headline says 'not established', and the report's checklist fails."""
@@ -514,6 +571,8 @@ def test_copies_of_one_image_are_collapsed_and_never_a_gain(sets, tmp_path):
     assert "Synthetic sets varied, not collapsed" in text
     line = next(line for line in text.splitlines() if "Synthetic sets varied, not collapsed" in line)
     assert "NO" in line
+    runs = next(line for line in text.splitlines() if "Two or more training runs per setup" in line)
+    assert "NO" in runs and "1 run(s) per setup" in runs  # repeats=1 here
 
 
 def test_train_patients_gives_the_gan_and_the_classifiers_the_same_patients(sets, tmp_path):

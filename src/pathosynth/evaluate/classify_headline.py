@@ -12,7 +12,12 @@ The answer is "not established" when
 - the synthetic set is collapsed (near-copies of few images): whatever moved, it was not varied
   synthetic data;
 - every primary interval includes 0; the sentence then says how large a difference the test split
-  could have detected (80% power), so "not established" is not read as "no effect".
+  could have detected (80% power), so "not established" is not read as "no effect";
+- one training run per setup: the patient bootstrap holds the trained models fixed, but the same
+  seed on another CPU (other rounding, another training trajectory) trains other models, so an
+  effect must also clear the spread between training runs. A metric moves only when both its
+  patient-bootstrap interval and its interval widened by the runs' spread (`robust_low/high`)
+  exclude 0; each run's own difference is printed beside it.
 
 The 0.5-threshold numbers never make a headline: adding images of one class moves a classifier's
 calibration, and with it the 0.5 operating point.
@@ -32,12 +37,13 @@ def headline_sentences(results: dict) -> list[str]:
     """One sentence per (initialisation, question) in `evaluate classify`'s results.json."""
     sentences = []
     patients = (results.get("test") or {}).get("patients")
+    repeats = results.get("repeats")
     collapsed = {name for name, d in (results.get("synthetic_diversity") or {}).items() if d.get("collapsed")}
     for group in results.get("groups", []):
         start = "ImageNet-pretrained" if group.get("pretrained") else "trained from scratch"
         for row, difference, question in _questions(group):
             subject = question.format(s=row.get("synthetic"))
-            sentences.append(f"{subject} ({start}): " + _answer(group, row, difference, collapsed, patients))
+            sentences.append(f"{subject} ({start}): " + _answer(group, row, difference, collapsed, patients, repeats))
     return sentences
 
 
@@ -50,7 +56,7 @@ def _questions(group: dict):
             yield row, row["difference_vs_real"], "GAN DA ({s}), against real data alone"
 
 
-def _answer(group: dict, row: dict, difference: dict, collapsed: set, patients) -> str:
+def _answer(group: dict, row: dict, difference: dict, collapsed: set, patients, repeats) -> str:
     over = f" over {patients} test patients" if patients else ""
     if patients is not None and patients < MIN_TEST_PATIENTS:
         return (f"not established: {patients} test patient(s) are too few to judge (at least {MIN_TEST_PATIENTS}; "
@@ -68,8 +74,11 @@ def _answer(group: dict, row: dict, difference: dict, collapsed: set, patients) 
     effects = [_direction(difference[name]) for name in PRIMARY_WORDS if difference.get(name)]
     if not parts:
         return "not established: the primary metrics are undefined on this test split."
-    if all(effect == 0 for effect in effects):
-        verdict = "not established (every interval includes 0)"
+    if repeats is not None and repeats < 2:
+        verdict = ("not established (one training run per setup cannot tell an effect from training noise, which "
+                   "another seed or CPU would change; rerun with --repeats 2 or more)")
+    elif all(effect == 0 for effect in effects):
+        verdict = "not established (every interval includes 0, or the training runs disagree)"
     elif all(effect >= 0 for effect in effects):
         verdict = "improved"
     elif all(effect <= 0 for effect in effects):
@@ -80,7 +89,15 @@ def _answer(group: dict, row: dict, difference: dict, collapsed: set, patients) 
 
 
 def _direction(metric: dict) -> int:
-    low, high = metric.get("low"), metric.get("high")
+    """+1 / -1 when the patient-bootstrap interval and the one widened by the training runs' spread
+    (where results carry it) both exclude 0 on that side; else 0."""
+    directions = {_side(metric.get("low"), metric.get("high"))}
+    if "robust_low" in metric:
+        directions.add(_side(metric.get("robust_low"), metric.get("robust_high")))
+    return directions.pop() if len(directions) == 1 else 0
+
+
+def _side(low, high) -> int:
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return 0
     return 1 if low > 0 else -1 if high < 0 else 0
@@ -93,6 +110,11 @@ def _metric_text(name: str, metric: dict) -> str:
         return f"{words} undefined"
     mean, low, high = (v * scale for v in values)
     text = f"{words} {mean:+.{digits}f}{unit} (95% interval {low:+.{digits}f} to {high:+.{digits}f}"
+    robust = [metric.get(k) for k in ("robust_low", "robust_high")]
+    if all(v is not None and math.isfinite(v) for v in robust):
+        text += f", {robust[0] * scale:+.{digits}f} to {robust[1] * scale:+.{digits}f} with the training runs' spread"
+    if metric.get("runs"):
+        text += "; per run " + ", ".join(f"{v * scale:+.{digits}f}" for v in metric["runs"])
     mdd = metric.get("mdd")
     if mdd is not None and math.isfinite(mdd):
         text += f"; the test split detects {mdd * scale:.{digits}f}{unit} or more at 80% power"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from statistics import NormalDist
 
 import numpy as np
 
@@ -170,7 +171,8 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
                         "DeLong (AUC) on the repeat-averaged probabilities, positive at >= 0.5; "
                         "*_at_fixed_specificity: at each model's own threshold fixed on validation (see "
                         "operating_point); differences: paired patient bootstrap, mdd = (z_0.975 + z_0.8) x its "
-                        "standard error"),
+                        "standard error; runs: each training run's difference (repeat r vs repeat r); robust "
+                        "interval: mean -+ z_0.975 x sqrt(bootstrap SE^2 + runs' sd^2 / repeats)"),
             "groups": groups}
 
 
@@ -193,15 +195,31 @@ def _differences(y, patients, setup: str, baseline: str, scores: dict, threshold
     both = np.concatenate([thresholds[setup], thresholds[baseline]])
     names = THRESHOLD_METRICS if np.isnan(both).any() else METRICS
     return {name: _difference(y, paired, patients, metric_function(name, both[:repeats]),
-                              metric_function(name, both[repeats:]), repeats, n_boot, seed) for name in names}
+                              metric_function(name, both[repeats:]), _per_run(y, paired, both, name, repeats),
+                              repeats, n_boot, seed) for name in names}
 
 
-def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, ours, theirs, repeats: int, n_boot: int,
-                seed: int) -> dict:
+def _per_run(y: np.ndarray, paired: np.ndarray, thresholds: np.ndarray, name: str, repeats: int) -> list[float]:
+    """Each training run's difference on the whole test split: repeat r of the setup minus repeat r of
+    the baseline (the same seed)."""
+    def one(column: int) -> float:
+        return metric_function(name, thresholds[column:column + 1])(y, paired[:, column:column + 1])
+
+    return [one(r) - one(repeats + r) for r in range(repeats)]
+
+
+def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, ours, theirs, runs: list[float],
+                repeats: int, n_boot: int, seed: int) -> dict:
     """The setup's repeat-mean metric minus the baseline's, with a paired patient-bootstrap interval
     (the same resampled patients for both): unlike the slice-level McNemar and DeLong tests, it
     allows for the correlation of one patient's slices. `mdd`: the smallest difference this test
-    split detects with 80% power at the 5% level, from the bootstrap's standard error."""
+    split detects with 80% power at the 5% level, from the bootstrap's standard error.
+
+    The bootstrap holds the trained models fixed, but another seed or another CPU (other rounding,
+    so another training trajectory) trains other models. `runs` are the per-run differences;
+    `robust_low`/`robust_high` widen the interval by their spread: mean -+ 1.96 x sqrt(SE_boot^2 +
+    sd_runs^2 / runs), a normal interval over both sources of variation (nan with one run: the
+    training noise is then unknown)."""
 
     def difference(y_: np.ndarray, s: np.ndarray) -> float:
         return ours(y_, s[:, :repeats]) - theirs(y_, s[:, repeats:])
@@ -213,4 +231,8 @@ def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, ours, t
     # nothing about what the split could detect: no MDD then
     spread = interval.standard_error
     mdd = stats.minimum_detectable_difference(spread) if math.isfinite(spread) and spread > 1e-9 else math.nan
-    return {"mean": interval.point, "low": interval.low, "high": interval.high, "mdd": mdd}
+    runs_sd = float(np.std(runs, ddof=1)) if len(runs) > 1 else math.nan
+    half = NormalDist().inv_cdf(0.975) * math.sqrt(spread ** 2 + runs_sd ** 2 / len(runs))
+    return {"mean": interval.point, "low": interval.low, "high": interval.high, "mdd": mdd,
+            "runs": [float(v) for v in runs], "runs_sd": runs_sd,
+            "robust_low": interval.point - half, "robust_high": interval.point + half}
