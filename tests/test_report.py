@@ -111,3 +111,27 @@ def test_the_headline_follows_the_primary_intervals_not_the_points(auc, sensitiv
     assert sentence.split("): ", 1)[1].startswith(verdict), sentence
     assert f"{100 * sensitivity[0]:+.1f} to {100 * sensitivity[1]:+.1f}" in sentence
     assert "over 44 test patients" in sentence and "detects 0.040 or more" in sentence
+
+
+def test_power_is_judged_on_the_headline_comparisons_only():
+    """A synthetic-only row answers another question (train on synthetic, test on real); its wide
+    difference must not fail the power item, while a weak headline comparison must."""
+    from pathosynth.report import _classify_checks
+
+    def experiment(gan_mdd):
+        def diff(mdd):
+            return {"roc_auc": {"mean": 0.0, "low": -0.01, "high": 0.01, "mdd": mdd},
+                    "sensitivity_at_fixed_specificity": {"mean": 0.0, "low": -0.01, "high": 0.01, "mdd": 0.05}}
+
+        rows = [{"setup": "real", "kind": "real"},
+                {"setup": "gan:syn", "kind": "gan", "synthetic": "syn", "difference_vs_real": diff(gan_mdd)},
+                {"setup": "synthetic-only:syn", "kind": "synthetic-only", "synthetic": "syn",
+                 "difference_vs_real": diff(0.2)}]
+        return {"results": {"test": {"patients": 60, "minimum_patients": 20}, "repeats": 2, "groups": [
+            {"pretrained": False, "rows": rows, "competence": {"real_auc": 0.9, "floor": 0.8, "competent": True}}]}}
+
+    def power(gan_mdd):
+        return next(item for item in _classify_checks([experiment(gan_mdd)]) if item[0].startswith("Test split"))
+
+    assert power(0.03)[1] is True and "roc_auc: detects 0.03 or more" in power(0.03)[2]
+    assert power(0.08)[1] is False

@@ -36,8 +36,9 @@ class DemoGAN:
 
 
 DEMO_GANS = (
-    # 1,000 images: the classification experiment adds them to the real training slices
-    DemoGAN("brain-dcgan", "brain-synthetic", "brain-mr", "dcgan", {"classes": "conditional"}, 1500, 1000, 64),
+    # 1,200 images, half per class: the classification experiment adds as many as there are real
+    # training slices (777, 65% tumour), in their class balance
+    DemoGAN("brain-dcgan", "brain-synthetic", "brain-mr", "dcgan", {"classes": "conditional"}, 1500, 1200, 64),
     DemoGAN("brain-unet-boxes", "brain-synthetic-boxes", "brain-metastases", "unet-cgan",
             {"classes": "none", "label": "tumour"}, 600, 24, 24),
 )

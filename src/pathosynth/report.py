@@ -24,7 +24,7 @@ from pathosynth import __version__
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.inspect import show_dataset
 from pathosynth.errors import UserError
-from pathosynth.evaluate.classify_headline import headline_sentences
+from pathosynth.evaluate.classify_headline import headline_questions, headline_sentences
 from pathosynth.outputs import building, refuse_existing
 from pathosynth.report_render import Block, Checklist, Heading, Image, Paragraph, Table, markdown_blocks, \
     to_html, to_markdown
@@ -217,9 +217,9 @@ def _classify_checks(experiments: list[dict]) -> list[tuple[str, bool | None, st
     groups = [g for e in experiments for g in e["results"].get("groups", [])]
     competence = [g["competence"] for g in groups if g.get("competence")]
     diversity = {name: d for e in experiments for name, d in (e["results"].get("synthetic_diversity") or {}).items()}
-    mdds = {name: [d[name]["mdd"] for g in groups for row in g["rows"]
-                   for d in (row.get("difference_vs_real"), row.get("difference_vs_classic"))
-                   if d and d.get(name) and math.isfinite(d[name].get("mdd", math.nan))] for name in POWER_BARS}
+    # the power of the comparisons the headline answers (train-on-synthetic-only is another question)
+    mdds = {name: [d[name]["mdd"] for g in groups for _, d, _ in headline_questions(g)
+                   if d.get(name) and math.isfinite(d[name].get("mdd", math.nan))] for name in POWER_BARS}
     return [
         ("Real-only classifier competent to judge (test AUC >= its floor)",
          all(c["competent"] for c in competence) if competence else None,

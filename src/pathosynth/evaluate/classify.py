@@ -193,7 +193,9 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
             if picked and key == "gan" and abs(counts[real_set.positive] - expected) > 1:
                 notes.append(f"{s.name}: the set cannot give {len(picked)} images in the real training balance "
                              f"({shares[real_set.positive]:.0%} {real_set.positive}): GAN rows add "
-                             + ", ".join(f"{n} {c}" for c, n in counts.items()) + ", which shifts the class balance")
+                             + ", ".join(f"{n} {c}" for c, n in counts.items())
+                             + f" ({counts[real_set.positive] / len(picked):.1%} {real_set.positive}), which shifts "
+                             "the class balance")
         if Row("synthetic-only", s.name) in rows:
             only = chosen["synthetic-only"]
             if len({x.label for x in only}) < 2:

@@ -41,13 +41,14 @@ def headline_sentences(results: dict) -> list[str]:
     collapsed = {name for name, d in (results.get("synthetic_diversity") or {}).items() if d.get("collapsed")}
     for group in results.get("groups", []):
         start = "ImageNet-pretrained" if group.get("pretrained") else "trained from scratch"
-        for row, difference, question in _questions(group):
+        for row, difference, question in headline_questions(group):
             subject = question.format(s=row.get("synthetic"))
             sentences.append(f"{subject} ({start}): " + _answer(group, row, difference, collapsed, patients, repeats))
     return sentences
 
 
-def _questions(group: dict):
+def headline_questions(group: dict):
+    """(row, its paired difference, the question) for each question the headline answers."""
     for row in group.get("rows", []):
         if row.get("difference_vs_classic"):
             yield row, row["difference_vs_classic"], "GAN DA ({s}) on top of classic DA, against classic DA alone"

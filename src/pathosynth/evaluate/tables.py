@@ -12,6 +12,7 @@ against the baseline; differences carry the smallest difference detectable at 80
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +207,9 @@ def plot_roc(curves: dict[bool, list[tuple[str, np.ndarray]]], y: np.ndarray, pa
         axis.set_ylim(0, 1.01)
         axis.set_title((titles or {}).get(key, "pretrained" if key else "from scratch"))
         axis.legend(loc="lower right", fontsize=8)
-    figure.suptitle("ROC on the real test split: curves of the repeat-averaged probabilities, dots at threshold "
-                    f"{threshold}; legend: AUC averaged over the repeats", fontsize=9)
+    title = ("ROC on the real test split: curves of the repeat-averaged probabilities, dots at threshold "
+             f"{threshold}; legend: AUC averaged over the repeats")
+    figure.suptitle(textwrap.fill(title, width=70 * len(panels)), fontsize=9)  # one panel is narrow
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
