@@ -9,6 +9,7 @@ import warnings
 from statistics import NormalDist
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from pathosynth.evaluate import stats
 
@@ -155,8 +156,9 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
             if classic is not None and entry["kind"] == "classic+gan":
                 entry["difference_vs_classic"] = _differences(y, patients, entry["setup"], "classic", all_scores,
                                                               all_thresholds, repeats, settings.n_boot, seed)
+        training_noise = add_robust_intervals(entries, repeats)
         real_auc = next((e["metrics"]["roc_auc"]["mean"] for e in entries if e["setup"] == "real"), None)
-        groups.append({"pretrained": p, "rows": entries,
+        groups.append({"pretrained": p, "rows": entries, "training_noise": training_noise,
                        "operating_point": {"target_specificity": target, "rule": OPERATING_RULE} if has_real else None,
                        "competence": None if real_auc is None else {
                            "real_auc": real_auc, "floor": COMPETENCE_FLOOR, "competent": real_auc >= COMPETENCE_FLOOR}})
@@ -172,7 +174,9 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
                         "*_at_fixed_specificity: at each model's own threshold fixed on validation (see "
                         "operating_point); differences: paired patient bootstrap, mdd = (z_0.975 + z_0.8) x its "
                         "standard error; runs: each training run's difference (repeat r vs repeat r); robust "
-                        "interval: mean -+ z_0.975 x sqrt(bootstrap SE^2 + runs' sd^2 / repeats)"),
+                        "interval: mean -+ t x sqrt(bootstrap SE^2 + pooled run variance / repeats), the run "
+                        "variance pooled over the comparisons (synthetic-only rows left out), t with "
+                        "Welch-Satterthwaite degrees of freedom (training_noise)"),
             "groups": groups}
 
 
@@ -215,11 +219,8 @@ def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, ours, t
     allows for the correlation of one patient's slices. `mdd`: the smallest difference this test
     split detects with 80% power at the 5% level, from the bootstrap's standard error.
 
-    The bootstrap holds the trained models fixed, but another seed or another CPU (other rounding,
-    so another training trajectory) trains other models. `runs` are the per-run differences;
-    `robust_low`/`robust_high` widen the interval by their spread: mean -+ 1.96 x sqrt(SE_boot^2 +
-    sd_runs^2 / runs), a normal interval over both sources of variation (nan with one run: the
-    training noise is then unknown)."""
+    `runs` are the per-run differences and `se` the bootstrap's standard error, from which
+    `add_robust_intervals` widens the interval by the training runs' spread."""
 
     def difference(y_: np.ndarray, s: np.ndarray) -> float:
         return ours(y_, s[:, :repeats]) - theirs(y_, s[:, repeats:])
@@ -232,7 +233,44 @@ def _difference(y: np.ndarray, paired: np.ndarray, patients: np.ndarray, ours, t
     spread = interval.standard_error
     mdd = stats.minimum_detectable_difference(spread) if math.isfinite(spread) and spread > 1e-9 else math.nan
     runs_sd = float(np.std(runs, ddof=1)) if len(runs) > 1 else math.nan
-    half = NormalDist().inv_cdf(0.975) * math.sqrt(spread ** 2 + runs_sd ** 2 / len(runs))
-    return {"mean": interval.point, "low": interval.low, "high": interval.high, "mdd": mdd,
-            "runs": [float(v) for v in runs], "runs_sd": runs_sd,
-            "robust_low": interval.point - half, "robust_high": interval.point + half}
+    return {"mean": interval.point, "low": interval.low, "high": interval.high, "mdd": mdd, "se": spread,
+            "runs": [float(v) for v in runs], "runs_sd": runs_sd}
+
+
+def add_robust_intervals(entries: list[dict], repeats: int) -> dict:
+    """Widen every paired difference's interval by the training noise: `robust_low`/`robust_high`.
+
+    The patient bootstrap holds the trained models fixed, but another seed, or the same seed on
+    another CPU (other rounding, so another training trajectory), trains other models. The
+    variance of one run's difference, estimated per comparison from `repeats` runs, is pooled over
+    the experiment's comparisons (two runs alone give a variance estimate too noisy to trust:
+    measured, two AVX2-capped runs agreed within 0.6 points where two native ones differed by 5);
+    train-on-synthetic-only rows are left out of the pool (another training regime, far noisier).
+    Interval: mean -+ t x sqrt(SE_boot^2 + pooled variance / repeats), t with Welch-Satterthwaite
+    degrees of freedom (the bootstrap term counted as exact). Returns the pooled standard
+    deviation and its degrees of freedom per metric; with one run everything stays nan."""
+    comparisons = [d for e in entries if e["kind"] != "synthetic-only"
+                   for d in (e.get("difference_vs_real"), e.get("difference_vs_classic")) if d]
+    pooled = {}
+    for name in {n for d in comparisons for n in d}:
+        variances = [d[name]["runs_sd"] ** 2 for d in comparisons
+                     if name in d and math.isfinite(d[name]["runs_sd"])]
+        df = len(variances) * (repeats - 1)
+        variance = float(np.mean(variances)) if df else math.nan
+        pooled[name] = {"sd": math.sqrt(variance) if df else math.nan, "df": df}
+        for entry in entries:
+            for d in (entry.get("difference_vs_real"), entry.get("difference_vs_classic")):
+                if d and name in d:
+                    d[name].update(_robust_interval(d[name], variance, df, repeats))
+    return pooled
+
+
+def _robust_interval(metric: dict, variance: float, df: int, repeats: int) -> dict:
+    training = variance / repeats
+    total = metric["se"] ** 2 + training
+    if not (df and math.isfinite(total)):
+        return {"robust_low": math.nan, "robust_high": math.nan}
+    effective_df = total ** 2 / (training ** 2 / df) if training > 0 else math.inf
+    quantile = NormalDist().inv_cdf(0.975) if math.isinf(effective_df) else scipy_stats.t.ppf(0.975, effective_df)
+    half = float(quantile) * math.sqrt(total)
+    return {"robust_low": metric["mean"] - half, "robust_high": metric["mean"] + half}

@@ -127,7 +127,20 @@ def _group_tables(group: dict, config: dict, extra: int) -> list[str]:
                                "GAN DA on top of classic DA: difference from classic DA alone (95% paired "
                                "patient-bootstrap interval; ± the smallest difference detectable at 80% power; "
                                "[each training run's own difference]):")
-    return lines
+    return lines + _training_noise(group.get("training_noise") or {})
+
+
+def _training_noise(pooled: dict) -> list[str]:
+    """One sentence: how much one training run's difference moves between runs (seeds, CPUs)."""
+    auc, sensitivity = pooled.get("roc_auc"), pooled.get("sensitivity_at_fixed_specificity")
+    if not auc or not auc["df"] or not math.isfinite(auc["sd"]):
+        return ["Training noise: not measured (one run per setup); another seed or CPU may change every "
+                "difference, so no headline is drawn.", ""]
+    text = f"Training noise: one run's difference varies between runs with sd {auc['sd']:.3f} AUC"
+    if sensitivity and math.isfinite(sensitivity["sd"]):
+        text += f" and {100 * sensitivity['sd']:.1f} sensitivity points at the fixed specificity"
+    return [text + f" (pooled over the comparisons, {auc['df']} degrees of freedom); the headline needs the "
+            "interval widened by it to exclude 0 as well.", ""]
 
 
 def _footnote(results: dict) -> list[str]:
