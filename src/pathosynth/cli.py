@@ -75,11 +75,13 @@ def cli():
 def demo(out, seed, tiny, overwrite, quiet):
     """Built-in datasets, small GANs on brain MR and chest CT, synthetic images, audit, experiments, report.
 
-    Builds the built-in datasets (with info and previews), trains a class-conditional DCGAN and a
-    box-conditioned U-Net GAN on brain MR, generates synthetic images, trains a small 3D MCGAN and
-    places one nodule of each size x attenuation kind into a chest CT scan, audits the brain images
-    for near-copies, runs the classification experiment, image metrics and t-SNE, and writes
-    OUT/report/report.html.
+    Builds the built-in datasets (with info and previews), trains a class-conditional DCGAN on 10
+    training patients of the glioma set and a box-conditioned U-Net GAN on the metastasis set,
+    generates synthetic images, trains a small 3D MCGAN and places one nodule of each size x
+    attenuation kind into a chest CT scan, audits the brain images for near-copies, runs the
+    classification experiment (the same 10 training patients, 60 test patients), image metrics and
+    t-SNE, and writes OUT/report/report.html, whose headline says "not established" unless the data
+    show an effect.
     Finished steps are reused and started ones resume.
     """
     from pathosynth.demo import run_demo
