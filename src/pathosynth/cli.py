@@ -340,9 +340,9 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
              copies, positions, per_scan, keep_source_map, seed, batch, overwrite, quiet):
     """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance), or,
     with a 3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans."""
-    from pathosynth.training.loop import read_run
+    from pathosynth.contracts import read_run
 
-    if read_run(run)["config"]["model"] == "mcgan3d":
+    if read_run(run).model == "mcgan3d":
         _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
                           count, keep_source_map, seed, overwrite, quiet)
         return

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from pathosynth import __version__
+from pathosynth.contracts import RunRecord, read_run
 from pathosynth.data.boxes import box_is_inside, format_boxes
 from pathosynth.data.dataset import Dataset, DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage, plain_direction
@@ -29,8 +30,7 @@ from pathosynth.errors import UserError
 from pathosynth.models import build_generator, latents_for_seeds
 from pathosynth.models.pggan import box_image
 from pathosynth.training import checkpoint as ckpt
-from pathosynth.training.data import Intensity, boxes_at_resolution
-from pathosynth.training.loop import read_run
+from pathosynth.training.data import boxes_at_resolution
 
 UNLABELLED = "unlabelled"
 PAPER_JITTER = "flip,shift=0.1,zoom=0.1"  # CPGGAN's box augmentation at generation (METHODS section 3)
@@ -97,6 +97,11 @@ class _Generator:
     phase: dict
 
 
+def load_generators(record: RunRecord, device: torch.device) -> dict[str | None, _Generator]:
+    """The run's generators: {None: the one} or, for a class-separate run, {class: its own}."""
+    return {name: load_generator(folder, device) for name, folder in record.generator_folders.items()}
+
+
 def load_generator(run_dir: Path, device: torch.device) -> _Generator:
     path = run_dir / "checkpoints" / ckpt.GENERATOR
     payload = ckpt.load_checkpoint(path)
@@ -148,17 +153,12 @@ def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = No
         raise UserError(f"--n must be at least 1, got {n}")
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
-    config = record["config"]
+    config = record.config
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    separate = record.get("separate")
-    if separate:
-        generators = {name: load_generator(run_dir / rel, device) for name, rel in separate.items()}
-        data = read_run(run_dir / next(iter(separate.values())))["data"]
-        classes = list(separate)
-    else:
-        generators = {None: load_generator(run_dir, device)}
-        data = record["data"]
-        classes = data["classes"]
+    separate = record.separate
+    generators = load_generators(record, device)
+    data = record.data
+    classes = list(separate) if separate else data["classes"]
     conditional = config["classes"] == "conditional"
     trained_label = config.get("label")
     resolution = int(config["resolution"])
@@ -212,7 +212,7 @@ def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = No
                                 seed, repeat=True)
 
     # ----------------------------------------------------------------------- write
-    intensity = Intensity(**data["intensity"])
+    intensity = record.intensity
     info = DatasetInfo(
         # named after its own folder, as imported sets are: the training data's name or path is a
         # source's, and stays out (DESIGN.md); the run's record keeps it for whoever holds the run

@@ -17,7 +17,7 @@ from pathosynth.models import build_generator
 from pathosynth.models.mcgan3d import (ATTENUATIONS, SIZES, centre_slices, condition_vector, generator_input,
                                        noise_box_input)
 from pathosynth.training import checkpoint as ckpt
-from pathosynth.training.data import Intensity
+from pathosynth.contracts import Intensity
 
 
 @dataclass

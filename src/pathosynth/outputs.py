@@ -10,14 +10,13 @@ sources is written only on request, to a separate source map outside the folder.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pathosynth.contracts import write_json_atomic
 from pathosynth.errors import UserError
 from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
 
@@ -88,10 +87,4 @@ def write_source_map(target: Path, out: str | Path, scans: list[dict]) -> None:
     """Write the source -> synthetic table the user asked for, atomically (temp name, then rename)."""
     payload = {"format": SOURCE_MAP_FORMAT, "warning": SOURCE_MAP_WARNING, "synthetic_folder": str(Path(out).resolve()),
                "scans": scans}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = temporary_name(target)
-    try:
-        temp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    write_json_atomic(target, payload)

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pathosynth.contracts import RunRecord, read_run
 from pathosynth.data.dataset import SYNTHETIC_MARK, Dataset
 from pathosynth.data.image import MedicalImage
 from pathosynth.errors import UserError
-from pathosynth.generate import UNLABELLED, load_generator, run_generator
+from pathosynth.generate import UNLABELLED, load_generators, run_generator
 from pathosynth.generate_ct import place_one, read_ct
 from pathosynth.inpaint import load_inpainter
 from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
@@ -38,8 +39,7 @@ from pathosynth.reader.teaching_sources import (TYPICAL_RULE, CaseFacts, PoolMak
                                                 TeachingRequest, atypical_reasons, check_attribute,
                                                 check_box, check_label, draw_atypical_box,
                                                 is_rare_label, real_dataset_facts, reference_from_facts)
-from pathosynth.training.data import Intensity, boxes_at_resolution
-from pathosynth.training.loop import read_run
+from pathosynth.training.data import boxes_at_resolution
 
 CROP_VOXELS = 64
 # Nodule centres at least this far inside the lungs, as `pathosynth generate --positions random` places them.
@@ -74,7 +74,7 @@ class RunMaker:
         self.run_dir = Path(run)
         record = read_run(self.run_dir)
         device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if record["config"]["model"] == "mcgan3d":
+        if record.model == "mcgan3d":
             self._cases = _NoduleCases(self.run_dir, record, base_scans, reference, crop_voxels, device)
         else:
             if base_scans is not None:
@@ -110,18 +110,13 @@ def _checked_reference(folder: Path, split: str | None, use_boxes: bool) -> tupl
 # ------------------------------------------------------------------------------------- 2D
 
 class _SliceCases:
-    def __init__(self, run_dir: Path, record: dict, reference: str | Path | None, device: torch.device):
-        config = record["config"]
-        separate = record.get("separate")
+    def __init__(self, run_dir: Path, record: RunRecord, reference: str | Path | None, device: torch.device):
+        config = record.config
+        separate = record.separate
         self.run_dir, self.device = run_dir, device
-        if separate:
-            self.generators = {name: load_generator(run_dir / rel, device) for name, rel in separate.items()}
-            data = read_run(run_dir / next(iter(separate.values())))["data"]
-            self.classes = list(separate)
-        else:
-            self.generators = {None: load_generator(run_dir, device)}
-            data = record["data"]
-            self.classes = list(data["classes"])
+        self.generators = load_generators(record, device)
+        data = record.data
+        self.classes = list(separate) if separate else list(data["classes"])
         self.separate = bool(separate)
         self.conditional = config["classes"] == "conditional"
         if not (self.separate or self.conditional):
@@ -130,7 +125,7 @@ class _SliceCases:
         self.resolution = int(config["resolution"])
         self.box_model = bool(config.get("boxes"))
         self.data = data
-        self.intensity = Intensity(**data["intensity"])
+        self.intensity = record.intensity
         folder = _reference_dir(run_dir, data, reference)
         self.reference, facts = _checked_reference(folder, (config.get("split") or None) if reference is None
                                                    else "train", use_boxes=True)
@@ -246,15 +241,15 @@ class _SliceCases:
 # ------------------------------------------------------------------------------------- 3D
 
 class _NoduleCases:
-    def __init__(self, run_dir: Path, record: dict, base_scans, reference, crop_voxels: int, device):
+    def __init__(self, run_dir: Path, record: RunRecord, base_scans, reference, crop_voxels: int, device):
         if crop_voxels < 8:
             raise UserError(f"a crop of {crop_voxels} voxels is too small to show a nodule; use at least 8")
         self.run_dir, self.crop_voxels = run_dir, int(crop_voxels)
-        self.data = record["data"]
+        self.data = record.data
         self.classes = list(self.data["classes"])
         folder = _reference_dir(run_dir, self.data, reference)
         # VOIs are centred on their nodule, so their boxes say nothing about where nodules lie
-        self.reference, _ = _checked_reference(folder, (record["config"].get("split") or None) if reference is None
+        self.reference, _ = _checked_reference(folder, (record.config.get("split") or None) if reference is None
                                                else "train", use_boxes=False)
         self.scan_paths = _base_scans(run_dir, folder, base_scans)
         self.inpainter = load_inpainter(run_dir, device)

@@ -1,11 +1,11 @@
 """Temporary names for atomic writes, and the removal of those a killed process left behind.
 
 Writers that build a file or folder under a temporary name and rename it when complete use
-`temporary_name`: `.NAME.tmp-PID` beside the target (`.NAME.partial-PID` for folders). A SIGKILL
-between the two leaves the temporary behind; `remove_stale_temporaries` deletes those whose process
-is gone, and the training loop, `outputs.building` and `evaluate classify` call it when they start.
-Not yet moved here: the dataset writer (`data/dataset.py`) and `data show`'s PNG (`data/inspect.py`),
-which still spell the same pattern themselves and do not clean up after a killed run.
+`temporary_name`: `.NAME.tmp-PID` beside the target (`.NAME.partial-PID` for folders). Single files
+go through `contracts.replacing`, which adds the flush to disk. A SIGKILL between the two leaves
+the temporary behind; `remove_stale_temporaries` deletes those whose process is gone, and the
+training loop, `outputs.building`, the dataset writer, `data show` and `evaluate classify` call it
+when they start.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|partial)-(?P<pid>\d+)(?:\.[A-Za-z0-9]+)?$")
 
 
-def temporary_name(path: Path, kind: str = "tmp") -> Path:
-    """The name `path` is written under before it is renamed into place."""
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+def temporary_name(path: Path, kind: str = "tmp", suffix: str = "") -> Path:
+    """The name `path` is written under before it is renamed into place; `suffix` (e.g. ".png")
+    for writers that choose the format from the name."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}{suffix}")
 
 
 def remove_stale_temporaries(folder: Path, of: str | None = None) -> list[Path]:

@@ -21,7 +21,7 @@ from pathosynth.data.splits import SplitPlan
 from pathosynth.evaluate import classify as classify_module
 from pathosynth.evaluate.classic_da import ClassicDA, augmented_copies, forward_matrices
 from pathosynth.evaluate.classify_data import class_counts, classic_sources, select_synthetic
-from pathosynth.training.loop import RUN_FORMAT
+from pathosynth.contracts import RUN_FORMAT
 
 SETUPS = "real,classic,gan,classic+gan,synthetic-only"
 COS10, SIN10 = math.cos(math.radians(10)), math.sin(math.radians(10))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from pathosynth.data.splits import SplitPlan, assign_splits, check_patient_split
 from pathosynth.data.tables import read_table
 from pathosynth.data.writers import write_image
 from pathosynth.errors import BadInputError, UserError
+from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
 
 FORMAT_NAME = "pathosynth-dataset"
 FORMAT_VERSION = 1
@@ -200,9 +200,10 @@ class DatasetWriter:
         validate.output_folder(self.out, inputs)
         if self.out.exists() and not overwrite:
             raise UserError(f"{self.out} already exists; choose another --out or pass --overwrite")
-        self.tmp = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
+        self.tmp = temporary_name(self.out, "partial")
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.out.parent, of=self.out.name)  # left by a killed import
             shutil.rmtree(self.tmp, ignore_errors=True)
             (self.tmp / "images").mkdir(parents=True)
         except OSError as exc:

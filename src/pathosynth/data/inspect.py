@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from pathosynth.contracts import replacing
 from pathosynth.data.dataset import Dataset, Sample
 from pathosynth.data.paths import kind_of
 from pathosynth.data.splits import SPLITS
 from pathosynth.errors import UserError
+from pathosynth.tempfiles import remove_stale_temporaries
 
 CT_DISPLAY_WINDOW = (-1350.0, 150.0)  # lung window W1500 / L-600, in HU
 
@@ -165,10 +166,10 @@ def show_dataset(root: str | Path, out: str | Path, n: int = 16, split: str | No
         axis.set_title(_caption(sample), fontsize=7)
     figure.suptitle(f"{dataset.info.name}: {dataset.info.modality} {dataset.info.dimensionality}D", fontsize=10)
     figure.tight_layout()
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}.png")
-    figure.savefig(tmp, dpi=110)
+    remove_stale_temporaries(out.parent, of=out.name)  # left by a killed `data show`
+    with replacing(out, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)
-    tmp.replace(out)
     return out
 
 

@@ -69,6 +69,7 @@ import numpy as np
 import torch
 
 from pathosynth import __version__
+from pathosynth.contracts import write_json_atomic
 from pathosynth.errors import UserError
 from pathosynth.evaluate import stats
 from pathosynth.evaluate.classic_da import ClassicDA, augmented_copies
@@ -94,7 +95,7 @@ from pathosynth.evaluate.classify_data import (
 )
 from pathosynth.evaluate.classify_stats import FORMAT, THRESHOLD, statistics
 from pathosynth.runtime import configure_torch_threads, software_versions
-from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
+from pathosynth.tempfiles import remove_stale_temporaries
 
 SETUPS = ("real", "classic", "gan", "classic+gan", "synthetic-only")
 PRETRAINED = {"no": (False,), "yes": (True,), "both": (False, True)}
@@ -437,9 +438,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _write_json(payload: dict, path: Path) -> None:
-    tmp = temporary_name(path)
-    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, payload, allow_nan=True)
 
 
 def _write_predictions(real: RealSet, rows: list[Row], options, repeats: int, cells: dict, path: Path) -> None:

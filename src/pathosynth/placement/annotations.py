@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 
+from pathosynth.contracts import replacing
 from pathosynth.data.image import MedicalImage
 from pathosynth.data.importers.luna16 import ATTENUATIONS, size_class
-from pathosynth.tempfiles import temporary_name
 
 COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "attenuation", "size", "synthetic")
 
@@ -59,16 +58,8 @@ def write_luna16_csv(path: str | Path, rows: Iterable[NoduleAnnotation | Mapping
     ``synthetic``)."""
     path = Path(path)
     lines = [(row if isinstance(row, NoduleAnnotation) else NoduleAnnotation(**row)).row() for row in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = temporary_name(path)
-    try:
-        with temp.open("w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(lines)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with replacing(path) as temp, temp.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(lines)
     return path

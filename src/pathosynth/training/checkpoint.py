@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from pathosynth.contracts import replacing
 from pathosynth.errors import UserError
-from pathosynth.tempfiles import temporary_name
 
 FULL_STATE = "last.pt"
 GENERATOR = "generator.pt"
@@ -24,18 +23,10 @@ FORMAT = "pathosynth-checkpoint"
 
 
 def save_atomic(payload: dict, path: Path) -> None:
-    """Write to a temporary name in the same folder, flush to disk, then rename over `path`: a
-    crash or kill at any moment leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
-        with tmp.open("wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """`torch.save` through `contracts.replacing`: a crash or kill at any moment leaves either the
+    old file or the new one, never half of one."""
+    with replacing(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -16,27 +16,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from pathosynth.config import TrainConfig
+from pathosynth.contracts import Intensity
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.preprocess import pad_to_square
 from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
 from pathosynth.models.pggan import box_image
-
-
-@dataclass
-class Intensity:
-    """value = normalised * half + mid, clipped to [low_clip, high_clip] (the data's own range)."""
-
-    mid: float
-    half: float
-    low_clip: float
-    high_clip: float
-
-    def normalise(self, values: torch.Tensor) -> torch.Tensor:
-        return (values - self.mid) / self.half
-
-    def restore(self, values: np.ndarray) -> np.ndarray:
-        return np.clip(values * self.half + self.mid, self.low_clip, self.high_clip)
 
 
 @dataclass

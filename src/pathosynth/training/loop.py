@@ -22,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from pathosynth.config import TrainConfig, check_config
+from pathosynth.contracts import RUN_FORMAT, RUN_RECORD, read_run, write_json_atomic
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
 from pathosynth.runtime import free_cores, software_versions, usable_cores
-from pathosynth.tempfiles import remove_stale_temporaries, temporary_name
+from pathosynth.tempfiles import remove_stale_temporaries
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training import distributed
 from pathosynth.training.batches import BatchSampler, draw_batch
@@ -36,7 +37,6 @@ from pathosynth.training.objectives import CriticObjective, augmenter, condition
 from pathosynth.training.samples import COLUMNS, ROWS, grid_png, to_full_resolution
 from pathosynth.training.schedule import growth_phase, real_at_stage
 
-RUN_FORMAT = "pathosynth-run"
 SAMPLE_SEED_OFFSET = 1_000_003  # grid latents: a seed range no generated image of the run uses
 
 
@@ -95,21 +95,8 @@ def resume_run(out: str | Path, progress: bool = True, **overrides) -> Path:
     return train(config, out, resume=True, progress=progress)
 
 
-def read_run(out: Path) -> dict:
-    path = out / "config.json"
-    if not path.is_file():
-        raise UserError(f"{out}: not a run folder (no config.json); train one with `pathosynth train`")
-    try:
-        run = json.loads(path.read_text())
-    except ValueError as exc:
-        raise UserError(f"{path}: damaged ({exc}); train the run again") from exc
-    if not isinstance(run, dict) or run.get("format") != RUN_FORMAT:
-        raise UserError(f"{path}: not a pathosynth run; point to a folder made by `pathosynth train`")
-    return run
-
-
 def read_run_config(out: Path) -> TrainConfig:
-    return TrainConfig.from_json(read_run(out)["config"])
+    return TrainConfig.from_json(read_run(out).config)
 
 
 # ------------------------------------------------------------------------------ run folders
@@ -120,15 +107,6 @@ def _check_fresh(out: Path) -> None:
                         "or choose another --out")
 
 
-
-
-def _write_json_atomic(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _train_separate(config, out, processes, resume, progress, stop_after) -> Path:
     """The papers' class-separate training: one complete run per class, under out/by-class/."""
     if not resume and processes.is_main:
@@ -136,8 +114,8 @@ def _train_separate(config, out, processes, resume, progress, stop_after) -> Pat
     classes = Dataset.load(config.data).info.classes
     runs = {name: f"by-class/{name}" for name in classes}
     if processes.is_main and not resume:
-        _write_json_atomic({"format": RUN_FORMAT, "config": config.to_json(), "separate": runs,
-                            "versions": software_versions(processes.device)}, out / "config.json")
+        write_json_atomic(out / RUN_RECORD, {"format": RUN_FORMAT, "config": config.to_json(), "separate": runs,
+                                             "versions": software_versions(processes.device)})
     for name, relative in runs.items():
         _train_run(replace(config, classes="none", label=name), out / relative, processes,
                    resume and (out / relative / "config.json").is_file(), progress, stop_after)
@@ -375,7 +353,7 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
         _resume_state(run, state, out / "checkpoints" / ckpt.FULL_STATE)
         del state
     elif main:
-        _write_json_atomic(_run_record(config, run, threads), out / "config.json")
+        write_json_atomic(out / RUN_RECORD, _run_record(config, run, threads))
     log = _Log(out, main, resume, run.step)
     log.line(f"{'resumed at' if resume else 'started'} step {run.step} of {config.steps}: {config.model}, "
              f"{len(data.images)} images, {processes.world} process(es), {processes.device}, {threads} thread(s)")

@@ -3,7 +3,6 @@ of a run show the same "patients" maturing."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from pathosynth.tempfiles import temporary_name
+from pathosynth.contracts import replacing
 
 COLUMNS = 8
 ROWS = 4
@@ -36,10 +35,8 @@ def grid_png(images: torch.Tensor, path: Path, boxes: list[list[list[float]]] | 
             # boxes under a pixel wide (small lesions at 64 px) still get a one-pixel outline
             draw.rectangle([left + x0, top + y0, left + max(x0, x1 - 1), top + max(y0, y1 - 1)],
                            outline=BOX_COLOUR)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        canvas.save(tmp, format="PNG")
 
 
 def to_full_resolution(images: torch.Tensor, resolution: int) -> torch.Tensor:

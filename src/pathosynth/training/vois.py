@@ -18,7 +18,7 @@ from tqdm import tqdm
 from pathosynth.config import TrainConfig
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
-from pathosynth.training.data import Intensity
+from pathosynth.contracts import Intensity
 
 # Air (-1024) to dense soft tissue / cortical-bone onset (600): it holds air, ground glass
 # (-700..-300), solid nodules and vessels (0..100) and the chest wall. Bone above it is clipped:
