@@ -13,7 +13,7 @@ from pathosynth.config import make_config
 from pathosynth.generate import generate
 from pathosynth.evaluate.classify_headline import headline_sentences
 from pathosynth.report import report
-from pathosynth.report_render import Paragraph, Table, markdown_blocks
+from pathosynth.report.render import Paragraph, Table, markdown_blocks
 from pathosynth.training.loop import train
 
 

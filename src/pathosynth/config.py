@@ -228,7 +228,7 @@ def check_config(config: TrainConfig) -> None:
     if not 0.0 <= config.ema_decay < 1.0:
         raise UserError(f"ema-decay must be in [0, 1), got {config.ema_decay}")
     if config.diffaugment:
-        from pathosynth.augment import parse_policy
+        from pathosynth.training.augment import parse_policy
 
         try:
             parse_policy(config.diffaugment)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pathosynth import losses
-from pathosynth.augment import DiffAugment
+from pathosynth.training.augment import DiffAugment
 from pathosynth.config import TrainConfig
 
 _D_LOSS = {"nonsaturating": losses.nonsaturating_d, "wasserstein": losses.wasserstein_d,

@@ -26,7 +26,7 @@ from pathosynth.data.inspect import show_dataset
 from pathosynth.errors import UserError
 from pathosynth.evaluate.classify_headline import headline_questions, headline_sentences
 from pathosynth.outputs import building, refuse_existing
-from pathosynth.report_render import Block, Checklist, Heading, Image, Paragraph, Table, markdown_blocks, \
+from pathosynth.report.render import Block, Checklist, Heading, Image, Paragraph, Table, markdown_blocks, \
     to_html, to_markdown
 
 KINDS = ("real", "run", "synthetic", "audit", "classify", "images", "tsne")  # the flow's order

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pathosynth import augment
-from pathosynth.augment import DiffAugment, diff_augment
+from pathosynth.training import augment
+from pathosynth.training.augment import DiffAugment, diff_augment
 
 
 def seeded(seed: int) -> torch.Generator:

@@ -1,8 +1,8 @@
 """`pathosynth demo`: the built-in datasets, built, described and shown; then small GANs trained on
 the brain sets (tumour / non-tumour images on the glioma set, box-placed lesions on the metastasis
 set) and their images generated and shown; a small 3D MCGAN placing nodules of each kind into a
-chest CT scan (demo_ct.py); then the synthetic images audited for near-copies, the classification
-experiment, image metrics and t-SNE, and one report over all of it (demo_evaluate.py).
+chest CT scan (demo/ct.py); then the synthetic images audited for near-copies, the classification
+experiment, image metrics and t-SNE, and one report over all of it (demo/evaluate.py).
 
 The experiment is built to answer its question (issue 15): the glioma set has 100 patients split
 30/10/60, so the test split holds 60 patients (a difference of about 0.05 AUC is detectable at 80%
@@ -79,16 +79,16 @@ def run_demo(out: str | Path, *, seed: int = 0, tiny: bool = False, overwrite: b
         (out / f"{path.name}-info.txt").write_text(text + "\n")
         preview = show_dataset(path, out / f"{path.name}-preview.png", n=16, seed=seed)
         click.echo(f"\n{text}\n  preview: {preview}")
-    from pathosynth.demo_gans import run_demo_gans
+    from pathosynth.demo.gans import run_demo_gans
 
     click.echo("")
     train_patients = TINY_TRAIN_PATIENTS if tiny else TRAIN_PATIENTS
     run_demo_gans(out, seed=seed, tiny=tiny, train_patients=train_patients, progress=progress)
-    from pathosynth.demo_ct import run_demo_ct
+    from pathosynth.demo.ct import run_demo_ct
 
     click.echo("")
     run_demo_ct(out, out / "chest-ct", out / "chest-ct-scans", seed=seed, tiny=tiny, progress=progress)
-    from pathosynth.demo_evaluate import run_demo_evaluation
+    from pathosynth.demo.evaluate import run_demo_evaluation
 
     click.echo("")
     report_dir = run_demo_evaluation(
