@@ -63,11 +63,12 @@ def test_gradient_penalty_passes_conditions_and_backpropagates_to_the_critic():
 
 
 def test_gradient_penalty_hands_keyword_conditions_to_a_pggan_critic():
-    from pathosynth.models.pggan import PGGANDiscriminator, box_image
+    from pathosynth.data.boxes import box_image
+    from pathosynth.models.pggan import PGGANDiscriminator
 
     critic = PGGANDiscriminator(16, width=4, max_width=8, num_classes=2, box_condition=True)
     real, fake = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
-    boxes = box_image([[[2, 2, 9, 9]], [], [[0, 0, 16, 16]]], 16)
+    boxes = torch.from_numpy(box_image([[[2, 2, 9, 9]], [], [[0, 0, 16, 16]]], 16))
     penalty = losses.gradient_penalty(critic, real, fake, labels=torch.tensor([0, 1, 1]), boxes=boxes,
                                       stage=1, alpha=0.5)
     assert penalty.dim() == 0 and torch.isfinite(penalty)

@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from pathosynth import __version__
 from pathosynth.contracts import RunRecord, read_run
-from pathosynth.data.boxes import box_is_inside, format_boxes
+from pathosynth.data.boxes import box_image, box_is_inside, format_boxes
 from pathosynth.data.dataset import Dataset, DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage, plain_direction
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 from pathosynth.models import build_generator, latents_for_seeds
-from pathosynth.models.pggan import box_image
+from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training.data import boxes_at_resolution
 
@@ -154,7 +154,7 @@ def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = No
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
     config = record.config
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device()
     separate = record.separate
     generators = load_generators(record, device)
     data = record.data
@@ -281,7 +281,7 @@ def run_generator(made: _Generator, seeds: list[int], labels: list[int] | None,
     if labels is not None:
         kwargs["labels"] = torch.tensor(labels, dtype=torch.int64, device=device)
     if layouts is not None:
-        kwargs["boxes"] = box_image(layouts, resolution).to(device)
+        kwargs["boxes"] = torch.from_numpy(box_image(layouts, resolution)).to(device)
     images = made.model(z, **kwargs, **made.phase).float()
     if not torch.isfinite(images).all():
         raise UserError(f"{made.file}: the generator makes NaN or infinite pixels (its training diverged); "

@@ -14,8 +14,9 @@ import torch
 
 from pathosynth.errors import UserError
 from pathosynth.models import build_generator
-from pathosynth.models.mcgan3d import (ATTENUATIONS, SIZES, centre_slices, condition_vector, generator_input,
-                                       noise_box_input)
+from pathosynth.data.nodules import ATTENUATIONS, SIZES
+from pathosynth.models.mcgan3d import centre_slices, condition_vector, generator_input, noise_box_input
+from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.contracts import Intensity
 
@@ -65,7 +66,7 @@ def load_inpainter(run: str | Path, device: torch.device | None = None) -> Inpai
     if payload.get("kind") != "generator" or payload.get("model") != "mcgan3d":
         raise UserError(f"{run}: a {payload.get('model', 'unknown')} run; placing nodules into CT needs a 3D "
                         "MCGAN run (`pathosynth train --model mcgan3d --data VOIS ...`)")
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     try:
         model = build_generator("mcgan3d", payload["generator_kwargs"])
         model.load_state_dict(payload["weights"])

@@ -31,6 +31,13 @@ def configure_torch_threads(threads: int | None = None) -> int:
     return threads
 
 
+def default_device():
+    """CUDA when present, else the CPU: nothing assumes a GPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def cpu_name() -> str:
     """The CPU's model name (for run records and benchmark tables)."""
     try:

@@ -33,12 +33,13 @@ from pathosynth.errors import UserError
 from pathosynth.generate import UNLABELLED, load_generators, run_generator
 from pathosynth.generate_ct import place_one, read_ct
 from pathosynth.inpaint import load_inpainter
-from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
+from pathosynth.data.nodules import ATTENUATIONS, SIZES
 from pathosynth.placement import distance_to_boundary_mm, lung_mask, random_lung_positions
 from pathosynth.reader.teaching_sources import (TYPICAL_RULE, CaseFacts, PoolMaker, Reference, TeachingCase,
                                                 TeachingRequest, atypical_reasons, check_attribute,
                                                 check_box, check_label, draw_atypical_box,
                                                 is_rare_label, real_dataset_facts, reference_from_facts)
+from pathosynth.runtime import default_device
 from pathosynth.training.data import boxes_at_resolution
 
 CROP_VOXELS = 64
@@ -73,7 +74,7 @@ class RunMaker:
                  device: torch.device | None = None):
         self.run_dir = Path(run)
         record = read_run(self.run_dir)
-        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or default_device()
         if record.model == "mcgan3d":
             self._cases = _NoduleCases(self.run_dir, record, base_scans, reference, crop_voxels, device)
         else:

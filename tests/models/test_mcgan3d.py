@@ -6,10 +6,11 @@ from monai.networks.nets import PatchDiscriminator
 
 from pathosynth.losses import gradient_penalty
 from pathosynth.config import preset_values
-from pathosynth.models.mcgan3d import (ATTENUATIONS, CONDITIONS, SIZES, AlwaysDropout, ContextDiscriminator,
-                                       MCGANDiscriminators, MCGANGenerator, NoduleDiscriminator, centre_block,
-                                       centre_slices, condition_vector, generator_input, noise_box_input,
-                                       paste_centre, tile_conditions)
+from pathosynth.data.nodules import ATTENUATIONS, CONDITIONS, SIZES
+from pathosynth.models.mcgan3d import (
+    AlwaysDropout, ContextDiscriminator, MCGANDiscriminators, MCGANGenerator, NoduleDiscriminator,
+    centre_block, centre_slices, condition_vector, generator_input, noise_box_input, paste_centre,
+    tile_conditions)
 from pathosynth.training.ema import standing_statistics
 
 _PRESET = preset_values("mcgan3d", "tiny")  # the widths the tiny preset trains with

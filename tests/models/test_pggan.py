@@ -5,9 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pathosynth.data.boxes import box_image as box_array
 from pathosynth.models.pggan import (
-    EqualizedConv2d, EqualizedLinear, MinibatchStd, PGGANDiscriminator, PGGANGenerator, PixelNorm, box_image)
+    EqualizedConv2d, EqualizedLinear, MinibatchStd, PGGANDiscriminator, PGGANGenerator, PixelNorm)
 from tests.models.conditioning import assert_labels_reach_both_networks
+
+def box_image(boxes, resolution):
+    return torch.from_numpy(box_array(boxes, resolution))
+
 
 TINY = dict(width=4, max_width=16)  # stages 4..32 px: 16, 16, 16, 8 channels
 LATENT = 16

@@ -3,7 +3,7 @@ import torch
 from monai.networks.nets import PatchDiscriminator, UNet
 
 from pathosynth.losses import gradient_penalty, least_squares_d, nonsaturating_d, nonsaturating_g
-from pathosynth.models.pggan import box_image
+from pathosynth.data.boxes import box_image
 from pathosynth.models.unet_cgan import PatchGANDiscriminator, UNetCGANGenerator
 
 WIDTHS = (4, 8, 16, 32)  # 3 downsamplings, tiny
@@ -17,7 +17,7 @@ def _pair(resolution=32, channels=1, spatial_dims=2, layers=3, **kwargs):
 
 
 def _boxes(resolution=32):
-    return box_image([[[2, 3, 10, 12]], [[16, 16, 30, 24], [0, 0, 4, 4]]], resolution)
+    return torch.from_numpy(box_image([[[2, 3, 10, 12]], [[16, 16, 30, 24], [0, 0, 4, 4]]], resolution))
 
 
 @pytest.mark.parametrize("resolution, channels, patches", [(32, 1, 2 * 2), (64, 2, 6 * 6)])

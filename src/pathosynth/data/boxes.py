@@ -85,3 +85,25 @@ def format_boxes(boxes: list[list[float]]) -> str:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def box_image(boxes: list[list[list[float]]], resolution: int) -> np.ndarray:
+    """The box-conditioning image of CPGGAN and the U-Net GAN, (N, 1, R, R) float32: 1 inside any
+    box of the sample, 0 elsewhere.
+
+    ``boxes[n]`` holds sample n's boxes as ``[x_min, y_min, x_max, y_max]`` in pixels of the
+    R x R image (x = column, max exclusive). A pixel is inside when its centre is, so integer
+    boxes fill exactly columns x_min..x_max-1 and rows y_min..y_max-1; parts outside the image
+    are clipped away.
+    """
+    centres = np.arange(resolution, dtype=np.float32) + 0.5
+    image = np.zeros((len(boxes), 1, resolution, resolution), dtype=np.float32)
+    for index, sample in enumerate(boxes):
+        for box in sample:
+            if len(box) != 4:
+                raise ValueError(f"a 2D box is [x_min, y_min, x_max, y_max], got {box}")
+            x0, y0, x1, y1 = (float(v) for v in box)
+            columns = (centres >= x0) & (centres < x1)
+            rows = (centres >= y0) & (centres < y1)
+            image[index, 0][rows[:, None] & columns[None, :]] = 1.0
+    return image

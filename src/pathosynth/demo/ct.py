@@ -19,7 +19,7 @@ from pathosynth.data.dataset import Dataset
 from pathosynth.data.readers import read_image
 from pathosynth.demo.gans import _train_or_resume
 from pathosynth.generate_ct import place_nodules
-from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
+from pathosynth.data.nodules import ATTENUATIONS, SIZES
 from pathosynth.placement import lung_mask, random_lung_positions
 
 DEMO_STEPS = 1000

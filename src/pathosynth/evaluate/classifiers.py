@@ -37,7 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pathosynth.errors import UserError
-from pathosynth.runtime import sidestep_strided_pointwise_convolutions
+from pathosynth.runtime import default_device, sidestep_strided_pointwise_convolutions
 
 PRESET_NAMES = ("paper", "small", "tiny")
 
@@ -159,10 +159,6 @@ def describe_network(settings: ClassifierSettings, pretrained: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------- training
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _batches(n: int, batch: int, generator: torch.Generator | None) -> list[torch.Tensor]:

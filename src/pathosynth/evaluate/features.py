@@ -61,6 +61,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pathosynth.errors import UserError
+from pathosynth.runtime import default_device
 
 if TYPE_CHECKING:
     from pathosynth.data.dataset import Dataset, Sample
@@ -242,10 +243,6 @@ def parse_feature_spaces(text: str, allowed: Sequence[str] = FEATURE_SPACES,
         raise UserError(f"{option} '{text}': unknown feature space {', '.join(unknown) or '(none given)'}; "
                         f"give a comma list of {', '.join(allowed)}")
     return names
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -34,9 +34,7 @@ from monai.networks.nets import PatchDiscriminator
 from monai.networks.utils import normal_init
 from torch import nn
 
-CONDITIONS = ("small", "medium", "large", "solid", "part-solid", "ggn")
-SIZES = CONDITIONS[:3]
-ATTENUATIONS = CONDITIONS[3:]
+from pathosynth.data.nodules import ATTENUATIONS, CONDITIONS, SIZES
 
 LEAKY = ("LEAKYRELU", {"negative_slope": 0.2})
 # GroupNorm with one group normalises each sample over (channels, space): layer norm for conv maps.

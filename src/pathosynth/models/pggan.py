@@ -44,27 +44,6 @@ def _stage_widths(levels: int, width: int, max_width: int) -> list[int]:
     return [min(max_width, width * 2 ** (levels - stage)) for stage in range(levels + 1)]
 
 
-def box_image(boxes: list[list[list[float]]], resolution: int) -> torch.Tensor:
-    """The CPGGAN conditioning image, (N, 1, R, R): 1 inside any box of the sample, 0 elsewhere.
-
-    ``boxes[n]`` holds sample n's boxes as ``[x_min, y_min, x_max, y_max]`` in pixels of the
-    R x R image (x = column, max exclusive; data/boxes.py). A pixel is inside when its centre is,
-    so integer boxes fill exactly columns x_min..x_max-1 and rows y_min..y_max-1; parts outside
-    the image are clipped away.
-    """
-    centres = torch.arange(resolution, dtype=torch.float32) + 0.5
-    image = torch.zeros(len(boxes), 1, resolution, resolution)
-    for index, sample in enumerate(boxes):
-        for box in sample:
-            if len(box) != 4:
-                raise ValueError(f"a 2D box is [x_min, y_min, x_max, y_max], got {box}")
-            x0, y0, x1, y1 = (float(v) for v in box)
-            columns = (centres >= x0) & (centres < x1)
-            rows = (centres >= y0) & (centres < y1)
-            image[index, 0][rows[:, None] & columns[None, :]] = 1.0
-    return image
-
-
 class EqualizedLinear(nn.Module):
     """Linear layer with the equalised learning rate: weights N(0, 1), scaled by gain/sqrt(fan_in).
 

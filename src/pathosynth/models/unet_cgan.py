@@ -1,7 +1,7 @@
 """Image-to-image GAN: the CPGGAN paper's baseline (METHODS.md section 3), pix2pix-style.
 
 "Image-to-image GAN = conditional GAN with a U-Net-like generator", conditioned on the same box
-image as CPGGAN (``pggan.box_image``: 1 inside the boxes, 0 elsewhere). Built from MONAI's
+image as CPGGAN (``data.boxes.box_image``: 1 inside the boxes, 0 elsewhere). Built from MONAI's
 networks rather than our own layers:
 
 - generator: ``monai.networks.nets.UNet`` (strided 3x3 convolutions down, transposed 3x3

@@ -17,11 +17,11 @@ from tqdm import tqdm
 
 from pathosynth.config import TrainConfig
 from pathosynth.contracts import Intensity
+from pathosynth.data.boxes import box_image
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.preprocess import pad_to_square
 from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
-from pathosynth.models.pggan import box_image
 
 
 @dataclass
@@ -80,7 +80,7 @@ def load_training_set(config: TrainConfig, progress: bool = True) -> TrainingSet
         raise UserError(f"{config.data}: no image has boxes, so a box-conditioned model cannot learn "
                         "where lesions go; import boxes (masks or a boxes column) or drop --boxes")
     return TrainingSet(images=intensity.normalise(stacked), labels=labels, boxes=all_boxes,
-                       box_images=box_image(all_boxes, resolution) if config.boxes else None,
+                       box_images=torch.from_numpy(box_image(all_boxes, resolution)) if config.boxes else None,
                        classes=list(info.classes), channels=list(info.channels), intensity=intensity,
                        spacing=list(spacings.pop()) if len(spacings) == 1 else None)
 

@@ -17,8 +17,9 @@ from torch import nn
 
 from pathosynth import losses
 from pathosynth.models import build_discriminator, build_generator, generator_kwargs
-from pathosynth.models.mcgan3d import (ATTENUATIONS, SIZES, centre_slices, condition_vector, generator_input,
-                                       noise_box_input, paste_centre)
+from pathosynth.data.nodules import ATTENUATIONS, SIZES
+from pathosynth.models.mcgan3d import (centre_slices, condition_vector, generator_input, noise_box_input,
+                                       paste_centre)
 from pathosynth.training import distributed
 from pathosynth.training.ema import standing_statistics
 from pathosynth.training.loop import _Run

@@ -41,7 +41,8 @@ class VoiSet:
 
 
 def load_voi_set(config: TrainConfig, progress: bool = True) -> VoiSet:
-    from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES, condition_vector
+    from pathosynth.data.nodules import ATTENUATIONS, SIZES
+    from pathosynth.models.mcgan3d import condition_vector
 
     dataset = Dataset.load(config.data)
     info = dataset.info

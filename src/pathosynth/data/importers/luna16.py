@@ -19,14 +19,13 @@ from tqdm import tqdm
 from pathosynth.data import validate
 from pathosynth.data.dataset import DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage
+from pathosynth.data.nodules import ATTENUATIONS, SIZES, size_class
 from pathosynth.data.paths import kind_of
 from pathosynth.data.preprocess import crop_centered, reorient_to_plain, resample
 from pathosynth.data.splits import SplitPlan
 from pathosynth.data.tables import read_table
 from pathosynth.errors import BadInputError, UserError
 
-SIZES = ("small", "medium", "large")
-ATTENUATIONS = ("solid", "part-solid", "ggn")
 _ATTENUATION_ALIASES = {
     "solid": "solid", "part-solid": "part-solid", "part_solid": "part-solid", "partsolid": "part-solid",
     "subsolid": "part-solid", "ggn": "ggn", "ggo": "ggn", "ground-glass": "ggn", "ground_glass": "ggn",
@@ -68,11 +67,6 @@ class Nodule:
         if self.attenuation:
             found["attenuation"] = self.attenuation
         return found
-
-
-def size_class(diameter_mm: float) -> str:
-    """small <= 10 mm < medium <= 20 mm < large, as in 3D MCGAN."""
-    return "small" if diameter_mm <= 10 else "medium" if diameter_mm <= 20 else "large"
 
 
 def read_annotations(path: Path) -> list[Nodule]:

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage, special
 
+from pathosynth.data.nodules import ATTENUATIONS
+
 from .geometry import Grid, unit
 
 if TYPE_CHECKING:
     from .phantom import Phantom
 
-ATTENUATIONS = ("solid", "part-solid", "ggn")
 _SQRT2 = float(np.sqrt(2.0))
 
 
