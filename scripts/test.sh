@@ -7,4 +7,5 @@ bash scripts/setup.sh
 PATHOSYNTH_TEST_POSTGRES_URL=$(bash scripts/services.sh)
 export PATHOSYNTH_TEST_POSTGRES_URL
 .venv/bin/ruff check --quiet src tests benchmarks  # style first: a lint error fails like a test
+.venv/bin/mypy --no-error-summary  # types of the modules listed in pyproject.toml [tool.mypy]
 exec bash scripts/pytest.sh "$@"

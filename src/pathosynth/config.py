@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from pathosynth.errors import UserError
 
@@ -84,7 +85,7 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------------ presets
 
-_FAMILY = {
+_FAMILY: dict[str, dict[str, Any]] = {
     # DCGAN of the thesis (section 3): Adam 2e-4, batch 64, half-width filters.
     "dcgan": dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
                   critic_steps=1, latent_dim=100),
@@ -104,7 +105,7 @@ _FAMILY = {
                     label_flip=1 / 3, flips=True, resolution=64, nodule_box=32),
 }
 
-_PAPER = {
+_PAPER: dict[str, dict[str, Any]] = {
     "dcgan": dict(resolution=128, width=32, batch=64, steps=100_000,
                   notes={"steps": "not stated in the thesis; 100k generator updates"}),
     "wgan": dict(resolution=128, width=32, batch=64, steps=100_000,
@@ -121,10 +122,10 @@ _PAPER = {
                            "betas": "not stated; pix2pix's (0.5, 0.999)"}),
 }
 # CPGGAN (section 3) differs from the two-step PGGAN in batch, learning rate and length.
-_PAPER_CPGGAN = dict(batch=4, lr_g=2e-4, lr_d=2e-4, steps=3_000_000, phase_steps=230_769, classes="none",
+_PAPER_CPGGAN: dict[str, Any] = dict(batch=4, lr_g=2e-4, lr_d=2e-4, steps=3_000_000, phase_steps=230_769, classes="none",
                      notes={"steps": "3,000,000 steps, batch 4, Adam 2e-4 (thesis section 5)"})
 
-_SMALL = {
+_SMALL: dict[str, dict[str, Any]] = {
     "dcgan": dict(resolution=64, width=32, batch=32, steps=3000, sample_every=500, checkpoint_every=500,
                   diffaugment="translation,cutout"),
     "wgan": dict(resolution=64, width=32, batch=32, steps=1000, sample_every=250, checkpoint_every=250),
@@ -137,10 +138,10 @@ _SMALL = {
                     checkpoint_every=250),
 }
 
-_TINY = dict(resolution=16, width=4, max_width=8, latent_dim=8, unet_widths=(4, 8), batch=4, steps=4,
+_TINY: dict[str, Any] = dict(resolution=16, width=4, max_width=8, latent_dim=8, unet_widths=(4, 8), batch=4, steps=4,
              log_every=1, sample_every=2, checkpoint_every=2, ema_decay=0.9)
-_TINY_PGGAN = dict(phase_steps=1)
-_TINY_MCGAN = dict(resolution=16, nodule_box=8, unet_widths=(4, 8, 8, 8), width=4, batch=2)
+_TINY_PGGAN: dict[str, Any] = dict(phase_steps=1)
+_TINY_MCGAN: dict[str, Any] = dict(resolution=16, nodule_box=8, unet_widths=(4, 8, 8, 8), width=4, batch=2)
 
 
 def preset_values(model: str, preset: str, boxes: bool = False) -> dict:

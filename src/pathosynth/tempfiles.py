@@ -27,7 +27,7 @@ def temporary_name(path: Path, kind: str = "tmp", suffix: str = "") -> Path:
 def remove_stale_temporaries(folder: Path, of: str | None = None) -> list[Path]:
     """Delete the temporaries in `folder` whose writing process no longer runs; returns them.
     `of`: only those of the target with this name (in a folder that is not pathosynth's alone)."""
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():

@@ -59,7 +59,7 @@ def latent_shape(generator: nn.Module) -> tuple[int, ...]:
     """The shape of one sample's latent (without the batch axis)."""
     if isinstance(generator, UNetCGANGenerator):
         return (generator.latent_channels, *generator.shape)
-    return (generator.latent_dim,)
+    return (generator.latent_dim,)  # type: ignore[return-value]  # an int attribute of the 1-D families
 
 
 def latents_for_seeds(generator: nn.Module, seeds: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
