@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from pathosynth.data.phantoms import KINDS
+from pathosynth.models import FAMILIES
 from tests.layouts import make_brats_layout, make_folder_layout
 
 
@@ -27,6 +28,9 @@ def test_help_lists_every_verb():
     imports = run("data", "import", "--help").stdout
     for layout in ("brats", "luna16", "folder"):
         assert layout in imports
+    train = run("train", "--help").stdout
+    for model in FAMILIES:  # the CLI's choice list (help text) must name every registered family
+        assert model in train
     phantoms = run("data", "phantom", "--help").stdout
     for kind in KINDS:  # the CLI's choice list is spelled apart from the registry of builders
         assert kind in phantoms

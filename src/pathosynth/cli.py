@@ -341,8 +341,9 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
     """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance), or,
     with a 3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans."""
     from pathosynth.contracts import read_run
+    from pathosynth.models import family
 
-    if read_run(run).model == "mcgan3d":
+    if family(read_run(run).model).spatial_dims == 3:
         _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
                           count, keep_source_map, seed, overwrite, quiet)
         return

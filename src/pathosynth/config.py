@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pathosynth.errors import UserError
+from pathosynth.models import FAMILIES, family
 
-MODELS = ("dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d")
+MODELS = tuple(FAMILIES)
 PRESETS = ("paper", "small", "tiny")
 CLASS_MODES = ("conditional", "separate", "none")
 LOSSES = ("nonsaturating", "wasserstein", "wgan-gp", "least-squares")
@@ -85,84 +86,21 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------------ presets
 
-_FAMILY: dict[str, dict[str, Any]] = {
-    # DCGAN of the thesis (section 3): Adam 2e-4, batch 64, half-width filters.
-    "dcgan": dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
-                  critic_steps=1, latent_dim=100),
-    # WGAN of the thesis: same networks, RMSprop 5e-5, weight clipping, 5 critic steps.
-    "wgan": dict(loss="wasserstein", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, clip=0.01,
-                 critic_steps=5, latent_dim=100),
-    # PGGAN (section 4): WGAN-GP with drift, Adam 1e-3 (0, 0.99).
-    "pggan": dict(loss="wgan-gp", optimizer="adam", lr_g=1e-3, lr_d=1e-3, betas=(0.0, 0.99),
-                  gp_weight=10.0, drift_weight=1e-3, critic_steps=1),
-    # pix2pix-style image-to-image baseline: non-saturating + L1, Adam 2e-4 (0.5, 0.999).
-    "unet-cgan": dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
-                      critic_steps=1, l1_weight=100.0, latent_dim=1, boxes=True, classes="none"),
-    # 3D MCGAN: context D least squares + nodule D WGAN-GP (`loss` names the context D's), Adam 2e-4;
-    # L1 off by default (it raised realism but hurt detection); targets flipped once in three; flips.
-    "mcgan3d": dict(loss="least-squares", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
-                    critic_steps=1, gp_weight=10.0, l1_weight=0.0, latent_dim=0, classes="none",
-                    label_flip=1 / 3, flips=True, resolution=64, nodule_box=32),
+# Values every family shares under a preset; each family's own settings and presets are in its file
+# (models/family.py), applied around these.
+_COMMON: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "small": {},
+    "tiny": dict(resolution=16, width=4, max_width=8, latent_dim=8, unet_widths=(4, 8), batch=4, steps=4,
+                 log_every=1, sample_every=2, checkpoint_every=2, ema_decay=0.9),
 }
-
-_PAPER: dict[str, dict[str, Any]] = {
-    "dcgan": dict(resolution=128, width=32, batch=64, steps=100_000,
-                  notes={"steps": "not stated in the thesis; 100k generator updates"}),
-    "wgan": dict(resolution=128, width=32, batch=64, steps=100_000,
-                 notes={"steps": "not stated in the thesis; 100k generator updates"}),
-    # 100 epochs of the paper's 8,429 training images at batch 16 = 52,681 steps, over the 13
-    # phases of growing 4 -> 256 (stage 4x4, then a fade-in and a stabilisation per doubling).
-    "pggan": dict(resolution=256, width=64, max_width=512, latent_dim=512, batch=16, steps=52_681,
-                  phase_steps=4_053, random_crop=15, classes="separate",
-                  notes={"steps": "100 epochs x 8,429 images / batch 16 (two-step GAN paper)"}),
-    "unet-cgan": dict(resolution=256, unet_widths=(64, 128, 256, 512, 512), batch=1, steps=200_000,
-                      notes={"steps": "not stated in the thesis; pix2pix-like schedule"}),
-    "mcgan3d": dict(unet_widths=(64, 128, 256, 512), width=64, batch=16, steps=6_000_000,
-                    notes={"steps": "6,000,000 steps, batch 16, Adam 2e-4 (thesis section 6)",
-                           "betas": "not stated; pix2pix's (0.5, 0.999)"}),
-}
-# CPGGAN (section 3) differs from the two-step PGGAN in batch, learning rate and length.
-_PAPER_CPGGAN: dict[str, Any] = dict(batch=4, lr_g=2e-4, lr_d=2e-4, steps=3_000_000, phase_steps=230_769, classes="none",
-                     notes={"steps": "3,000,000 steps, batch 4, Adam 2e-4 (thesis section 5)"})
-
-_SMALL: dict[str, dict[str, Any]] = {
-    "dcgan": dict(resolution=64, width=32, batch=32, steps=3000, sample_every=500, checkpoint_every=500,
-                  diffaugment="translation,cutout"),
-    "wgan": dict(resolution=64, width=32, batch=32, steps=1000, sample_every=250, checkpoint_every=250),
-    # Narrow channels: a full-width PGGAN is unusable on a CPU.
-    "pggan": dict(resolution=64, width=16, max_width=64, latent_dim=64, batch=16, steps=2400,
-                  phase_steps=240, random_crop=4, sample_every=400, checkpoint_every=400),
-    "unet-cgan": dict(resolution=64, unet_widths=(16, 32, 64, 128), batch=16, steps=1500, sample_every=500,
-                      checkpoint_every=500),
-    "mcgan3d": dict(unet_widths=(16, 32, 64, 128), width=16, batch=4, steps=2000, sample_every=250,
-                    checkpoint_every=250),
-}
-
-_TINY: dict[str, Any] = dict(resolution=16, width=4, max_width=8, latent_dim=8, unet_widths=(4, 8), batch=4, steps=4,
-             log_every=1, sample_every=2, checkpoint_every=2, ema_decay=0.9)
-_TINY_PGGAN: dict[str, Any] = dict(phase_steps=1)
-_TINY_MCGAN: dict[str, Any] = dict(resolution=16, nodule_box=8, unet_widths=(4, 8, 8, 8), width=4, batch=2)
 
 
 def preset_values(model: str, preset: str, boxes: bool = False) -> dict:
-    if model not in MODELS:
-        raise UserError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+    chosen = family(model)
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-    values = dict(_FAMILY[model])
-    if preset == "paper":
-        values.update(_PAPER[model])
-        if model == "pggan" and boxes:
-            values.update(_PAPER_CPGGAN)
-    elif preset == "small":
-        values.update(_SMALL[model])
-    else:
-        values.update(_TINY)
-        if model == "pggan":
-            values.update(_TINY_PGGAN)
-        if model == "mcgan3d":
-            values.update(_TINY_MCGAN)
-    return values
+    return chosen.preset_values(preset, _COMMON[preset], boxes)
 
 
 def make_config(model: str, preset: str = "small", **overrides) -> TrainConfig:
@@ -179,11 +117,10 @@ def make_config(model: str, preset: str = "small", **overrides) -> TrainConfig:
 
 def check_config(config: TrainConfig) -> None:
     """Reject combinations no run could train, in one sentence each."""
-    if config.model not in MODELS:
-        raise UserError(f"unknown model '{config.model}'; choose one of {', '.join(MODELS)}")
+    chosen = family(config.model)
     resolution = config.resolution
-    # 3D MCGAN's VOI side need only be a multiple of 16 (_check_mcgan)
-    if config.model != "mcgan3d" and (resolution < 8 or 2 ** round(math.log2(resolution)) != resolution):
+    # 3D families check their VOI side themselves
+    if chosen.spatial_dims == 2 and (resolution < 8 or 2 ** round(math.log2(resolution)) != resolution):
         raise UserError(f"resolution {resolution} is not a power of two >= 8; use e.g. 64, 128 or 256")
     if config.classes not in CLASS_MODES:
         raise UserError(f"unknown --classes '{config.classes}'; choose one of {', '.join(CLASS_MODES)}")
@@ -191,27 +128,21 @@ def check_config(config: TrainConfig) -> None:
         raise UserError(f"unknown loss '{config.loss}'; choose one of {', '.join(LOSSES)}")
     if config.optimizer not in OPTIMIZERS:
         raise UserError(f"unknown optimizer '{config.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
-    if config.model == "unet-cgan":
-        if not config.boxes:
-            raise UserError("unet-cgan turns box images into images: it needs --boxes")
-        if config.classes == "conditional":
-            raise UserError("unet-cgan is conditioned on boxes only; use --classes separate or none")
-    if config.model == "mcgan3d":
-        _check_mcgan(config)
-    if config.boxes and config.model in ("dcgan", "wgan"):
-        raise UserError(f"{config.model} has no box conditioning; use --model pggan (CPGGAN) or unet-cgan")
-    if config.spectral_norm and config.model not in ("dcgan", "wgan"):
-        raise UserError(f"--spectral-norm is a DCGAN/WGAN option; {config.model} has its own normalisation "
+    chosen.check(config)
+    if config.boxes and chosen.boxes == "never":
+        boxed = " or ".join(name for name, f in FAMILIES.items() if f.boxes != "never")
+        raise UserError(f"{config.model} has no box conditioning; use --model {boxed} (pggan with --boxes is CPGGAN)")
+    if config.spectral_norm and "spectral_norm" not in chosen.options:
+        owners = "/".join(name.upper() for name, f in FAMILIES.items() if "spectral_norm" in f.options)
+        raise UserError(f"--spectral-norm is a {owners} option; {config.model} has its own normalisation "
                         "(PGGAN: equalised learning rate; U-Net GAN: batch norm): drop --spectral-norm")
     if config.label and config.classes != "none":
         raise UserError(f"--label trains on one class only, which --classes {config.classes} contradicts; "
                         "drop --classes or pass --classes none")
-    if config.model == "unet-cgan" and resolution % 2 ** (len(config.unet_widths) - 1):
-        raise UserError(f"resolution {resolution} is too small for a U-Net of {len(config.unet_widths)} levels")
     for name in ("batch", "steps", "critic_steps", "log_every", "sample_every", "checkpoint_every", "width"):
         if getattr(config, name) < 1:
             raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    if config.model in ("dcgan", "wgan", "pggan") and config.latent_dim < 1:
+    if chosen.latent and config.latent_dim < 1:
         raise UserError(f"{config.model} draws images from a latent vector: latent-dim must be at least 1, "
                         f"got {config.latent_dim}")
     for name in ("lr_g", "lr_d"):
@@ -221,7 +152,7 @@ def check_config(config: TrainConfig) -> None:
         raise UserError(f"l1-weight must be a finite number >= 0, got {config.l1_weight}")
     if config.train_patients is not None and config.train_patients < 1:
         raise UserError(f"train-patients must be at least 1, got {config.train_patients}")
-    if config.train_patients and config.model == "mcgan3d":
+    if config.train_patients and chosen.spatial_dims == 3:
         raise UserError("--train-patients draws a low-data subset for the 2D experiments; 3D MCGAN trains on "
                         "every VOI of its split: drop --train-patients")
     if not 0 <= config.seed < 2**31:
@@ -235,19 +166,3 @@ def check_config(config: TrainConfig) -> None:
             parse_policy(config.diffaugment)
         except ValueError as exc:
             raise UserError(f"--diffaugment: {exc}") from exc
-
-
-def _check_mcgan(config: TrainConfig) -> None:
-    side, box = config.resolution, config.nodule_box
-    if side < 16 or side % 16:
-        raise UserError(f"3D MCGAN's VOI side (--resolution) must be a multiple of 16 (four halvings), got {side}")
-    if not 0 < box < side or box % 2:
-        raise UserError(f"the nodule box ({box}) must be even and smaller than the VOI ({side}); "
-                        "the papers use 32 in 64")
-    if len(config.unet_widths) != 4:
-        raise UserError("3D MCGAN's U-Net has 4 levels; give 4 generator widths")
-    if config.boxes or config.classes == "conditional" or config.label:
-        raise UserError("3D MCGAN is conditioned on nodule size and attenuation, not on boxes or classes: "
-                        "drop --boxes, --classes and --label")
-    if not 0.0 <= config.label_flip < 0.5:
-        raise UserError(f"label-flip must be in [0, 0.5), got {config.label_flip}")

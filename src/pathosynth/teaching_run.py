@@ -34,6 +34,7 @@ from pathosynth.generate import UNLABELLED, load_generators, run_generator
 from pathosynth.generate_ct import place_one, read_ct
 from pathosynth.inpaint import load_inpainter
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
+from pathosynth.models import family
 from pathosynth.placement import distance_to_boundary_mm, lung_mask, random_lung_positions
 from pathosynth.reader.teaching_sources import (TYPICAL_RULE, CaseFacts, PoolMaker, Reference, TeachingCase,
                                                 TeachingRequest, atypical_reasons, check_attribute,
@@ -75,7 +76,7 @@ class RunMaker:
         self.run_dir = Path(run)
         record = read_run(self.run_dir)
         device = device or default_device()
-        if record.model == "mcgan3d":
+        if family(record.model).spatial_dims == 3:
             self._cases = _NoduleCases(self.run_dir, record, base_scans, reference, crop_voxels, device)
         else:
             if base_scans is not None:

@@ -19,6 +19,7 @@ import torch
 from pathosynth.config import make_config
 from pathosynth.data.inspect import show_dataset
 from pathosynth.generate import generate
+from pathosynth.models import family
 from pathosynth.training.checkpoint import FULL_STATE
 from pathosynth.training.loop import resume_run, train
 
@@ -57,7 +58,7 @@ def _train_or_resume(config, run_dir: Path, progress: bool) -> None:
     if (run_dir / "config.json").is_file():
         resume_run(run_dir, progress=progress)
     else:
-        size = f"{config.resolution}^3 VOIs" if config.model == "mcgan3d" else f"{config.resolution} px"
+        size = f"{config.resolution}^3 VOIs" if family(config.model).spatial_dims == 3 else f"{config.resolution} px"
         click.echo(f"{run_dir.name}: training {config.model} ({config.steps} steps, {size})")
         train(config, run_dir, progress=progress)
 

@@ -1,5 +1,5 @@
-"""GAN generators and discriminators, one file per family (METHODS.md), and the registry that
-builds them from a config.
+"""GAN generators and discriminators, one file per family (METHODS.md), and the registry: a family
+is its file (settings, presets, networks, checks: `models/family.py`) plus one line in FAMILIES.
 
 Every 2D generator is called as ``G(z, labels=..., boxes=..., **phase)`` and every discriminator as
 ``D(x, labels=..., boxes=..., **phase)``, where ``phase`` is PGGAN's ``stage``/``alpha`` and empty
@@ -13,46 +13,39 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathosynth.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from pathosynth.models.mcgan3d import MCGANDiscriminators, MCGANGenerator
-from pathosynth.models.pggan import PGGANDiscriminator, PGGANGenerator
-from pathosynth.models.unet_cgan import PatchGANDiscriminator, UNetCGANGenerator
+from pathosynth.errors import UserError
+from pathosynth.models.dcgan import DCGAN, WGAN
+from pathosynth.models.family import Family
+from pathosynth.models.mcgan3d import MCGAN3D
+from pathosynth.models.pggan import PGGAN
+from pathosynth.models.unet_cgan import UNET_CGAN, UNetCGANGenerator
 
-_GENERATORS = {"dcgan": DCGANGenerator, "wgan": DCGANGenerator, "pggan": PGGANGenerator,
-               "unet-cgan": UNetCGANGenerator, "mcgan3d": MCGANGenerator}
+# The registry: one line per family; everything else finds a family here.
+FAMILIES: dict[str, Family] = {family.name: family for family in (
+    DCGAN,
+    WGAN,
+    PGGAN,
+    UNET_CGAN,
+    MCGAN3D,
+)}
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise UserError(f"unknown model '{name}'; choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 def generator_kwargs(config, channels: int, num_classes: int) -> dict:
-    if config.model in ("dcgan", "wgan"):
-        return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
-                    width=config.width, num_classes=num_classes)
-    if config.model == "pggan":
-        return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
-                    width=config.width, max_width=config.max_width, num_classes=num_classes,
-                    box_condition=config.boxes)
-    if config.model == "mcgan3d":
-        return dict(voi_size=config.resolution, box=config.nodule_box, widths=list(config.unet_widths))
-    return dict(resolution=config.resolution, channels=channels, latent_channels=config.latent_dim,
-                widths=list(config.unet_widths))
+    return family(config.model).generator_kwargs(config, channels, num_classes)
 
 
 def build_generator(model: str, kwargs: dict) -> nn.Module:
-    return _GENERATORS[model](**kwargs)
+    return family(model).generator_class(**kwargs)
 
 
 def build_discriminator(config, channels: int, num_classes: int) -> nn.Module:
-    if config.model in ("dcgan", "wgan"):
-        return DCGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
-                                  num_classes=num_classes, spectral_norm=config.spectral_norm)
-    if config.model == "pggan":
-        return PGGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
-                                  max_width=config.max_width, num_classes=num_classes,
-                                  box_condition=config.boxes)
-    if config.model == "mcgan3d":
-        return MCGANDiscriminators(voi_size=config.resolution, box=config.nodule_box, width=config.width)
-    # PatchGAN depth: as many stride-2 layers as leave at least 1 patch (pix2pix's 3 at 256 px).
-    layers = 3 if config.resolution >= 32 else 1
-    return PatchGANDiscriminator(channels=channels, width=config.unet_widths[0] * 2, layers=layers)
+    return family(config.model).discriminator(config, channels, num_classes)
 
 
 def latent_shape(generator: nn.Module) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from pathosynth.models.family import Family
 from pathosynth.models.layers import LabelToLatent, ProjectionHead
 
 
@@ -84,3 +85,37 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         features = self.features(x)
         return self.projection(self.score(features).flatten(), features.mean(dim=(2, 3)), labels)
+
+
+# ------------------------------------------------------------------------------------- families
+
+def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
+    return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
+                width=config.width, num_classes=num_classes)
+
+
+def _discriminator(config, channels: int, num_classes: int) -> nn.Module:
+    return DCGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
+                              num_classes=num_classes, spectral_norm=config.spectral_norm)
+
+
+_STEPS_NOTE = {"steps": "not stated in the thesis; 100k generator updates"}
+
+# DCGAN of the thesis (section 3): Adam 2e-4, batch 64, half-width filters.
+DCGAN = Family(
+    name="dcgan", spatial_dims=2, generator_class=DCGANGenerator, generator_kwargs=_generator_kwargs,
+    discriminator=_discriminator, options=frozenset({"spectral_norm"}),
+    settings=dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
+                  critic_steps=1, latent_dim=100),
+    presets={"paper": dict(resolution=128, width=32, batch=64, steps=100_000, notes=_STEPS_NOTE),
+             "small": dict(resolution=64, width=32, batch=32, steps=3000, sample_every=500, checkpoint_every=500,
+                           diffaugment="translation,cutout")})
+
+# WGAN of the thesis: same networks, RMSprop 5e-5, weight clipping, 5 critic steps.
+WGAN = Family(
+    name="wgan", spatial_dims=2, generator_class=DCGANGenerator, generator_kwargs=_generator_kwargs,
+    discriminator=_discriminator, options=frozenset({"spectral_norm"}),
+    settings=dict(loss="wasserstein", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, clip=0.01, critic_steps=5,
+                  latent_dim=100),
+    presets={"paper": dict(resolution=128, width=32, batch=64, steps=100_000, notes=_STEPS_NOTE),
+             "small": dict(resolution=64, width=32, batch=32, steps=1000, sample_every=250, checkpoint_every=250)})

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathosynth.models.family import Family
 from pathosynth.models.layers import LabelToLatent, ProjectionHead
 
 LEAKY_SLOPE = 0.2
@@ -204,3 +205,38 @@ class PGGANDiscriminator(nn.Module):
             h = self.blocks[index](h)
         features = self.dense(h)
         return self.projection(self.score(features).flatten(), features, labels)
+
+
+# --------------------------------------------------------------------------------------- family
+
+def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
+    return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
+                width=config.width, max_width=config.max_width, num_classes=num_classes,
+                box_condition=config.boxes)
+
+
+def _discriminator(config, channels: int, num_classes: int) -> nn.Module:
+    return PGGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
+                              max_width=config.max_width, num_classes=num_classes, box_condition=config.boxes)
+
+
+# PGGAN (section 4): WGAN-GP with drift, Adam 1e-3 (0, 0.99); with --boxes, CPGGAN (section 3).
+PGGAN = Family(
+    name="pggan", spatial_dims=2, generator_class=PGGANGenerator, generator_kwargs=_generator_kwargs,
+    discriminator=_discriminator, boxes="optional", grows=True,
+    settings=dict(loss="wgan-gp", optimizer="adam", lr_g=1e-3, lr_d=1e-3, betas=(0.0, 0.99), gp_weight=10.0,
+                  drift_weight=1e-3, critic_steps=1),
+    presets={
+        # 100 epochs of the paper's 8,429 training images at batch 16 = 52,681 steps, over the 13
+        # phases of growing 4 -> 256 (stage 4x4, then a fade-in and a stabilisation per doubling).
+        "paper": dict(resolution=256, width=64, max_width=512, latent_dim=512, batch=16, steps=52_681,
+                      phase_steps=4_053, random_crop=15, classes="separate",
+                      notes={"steps": "100 epochs x 8,429 images / batch 16 (two-step GAN paper)"}),
+        # Narrow channels: a full-width PGGAN is unusable on a CPU.
+        "small": dict(resolution=64, width=16, max_width=64, latent_dim=64, batch=16, steps=2400, phase_steps=240,
+                      random_crop=4, sample_every=400, checkpoint_every=400),
+        "tiny": dict(phase_steps=1)},
+    # CPGGAN (section 3) differs from the two-step PGGAN in batch, learning rate and length.
+    box_presets={"paper": dict(batch=4, lr_g=2e-4, lr_d=2e-4, steps=3_000_000, phase_steps=230_769,
+                               classes="none",
+                               notes={"steps": "3,000,000 steps, batch 4, Adam 2e-4 (thesis section 5)"})})

@@ -31,6 +31,9 @@ import torch
 from monai.networks.nets import PatchDiscriminator, UNet
 from torch import nn
 
+from pathosynth.errors import UserError
+from pathosynth.models.family import Family
+
 LEAKY = ("LEAKYRELU", {"negative_slope": 0.2})
 
 
@@ -164,3 +167,38 @@ class PatchGANDiscriminator(nn.Module):
             raise ValueError(f"a {self.layers}-layer PatchGAN needs sides >= {smallest}, got {shape}")
         # MONAI returns the intermediate features followed by the output: keep the output.
         return self.net(torch.cat([x, boxes.to(x.dtype)], dim=1))[-1].flatten(1)
+
+
+# --------------------------------------------------------------------------------------- family
+
+def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
+    return dict(resolution=config.resolution, channels=channels, latent_channels=config.latent_dim,
+                widths=list(config.unet_widths))
+
+
+def _discriminator(config, channels: int, num_classes: int) -> nn.Module:
+    # PatchGAN depth: as many stride-2 layers as leave at least 1 patch (pix2pix's 3 at 256 px).
+    layers = 3 if config.resolution >= 32 else 1
+    return PatchGANDiscriminator(channels=channels, width=config.unet_widths[0] * 2, layers=layers)
+
+
+def _check(config) -> None:
+    if not config.boxes:
+        raise UserError("unet-cgan turns box images into images: it needs --boxes")
+    if config.classes == "conditional":
+        raise UserError("unet-cgan is conditioned on boxes only; use --classes separate or none")
+    if config.resolution % 2 ** (len(config.unet_widths) - 1):
+        raise UserError(f"resolution {config.resolution} is too small for a U-Net of {len(config.unet_widths)} "
+                        "levels")
+
+
+# pix2pix-style image-to-image baseline: non-saturating + L1, Adam 2e-4 (0.5, 0.999).
+UNET_CGAN = Family(
+    name="unet-cgan", spatial_dims=2, generator_class=UNetCGANGenerator, generator_kwargs=_generator_kwargs,
+    discriminator=_discriminator, boxes="required", latent=False, check=_check,
+    settings=dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), critic_steps=1,
+                  l1_weight=100.0, latent_dim=1, boxes=True, classes="none"),
+    presets={"paper": dict(resolution=256, unet_widths=(64, 128, 256, 512, 512), batch=1, steps=200_000,
+                           notes={"steps": "not stated in the thesis; pix2pix-like schedule"}),
+             "small": dict(resolution=64, unet_widths=(16, 32, 64, 128), batch=16, steps=1500, sample_every=500,
+                           checkpoint_every=500)})

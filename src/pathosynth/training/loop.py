@@ -25,7 +25,7 @@ from pathosynth.config import TrainConfig, check_config
 from pathosynth.contracts import RUN_FORMAT, RUN_RECORD, read_run, write_json_atomic
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
-from pathosynth.models import build_discriminator, build_generator, generator_kwargs, latents_for_seeds
+from pathosynth.models import build_discriminator, build_generator, family, generator_kwargs, latents_for_seeds
 from pathosynth.runtime import free_cores, software_versions, usable_cores
 from pathosynth.tempfiles import remove_stale_temporaries
 from pathosynth.training import checkpoint as ckpt
@@ -183,7 +183,7 @@ class _Run:
                               else torch.contiguous_format)
         self.critic = distributed.wrap(CriticObjective(self.discriminator, config), self.processes)
         self.augment = augmenter(config)
-        self.levels = getattr(self.generator, "levels", 0) if config.model == "pggan" else 0
+        self.levels = getattr(self.generator, "levels", 0) if family(config.model).grows else 0
 
     # -------------------------------------------------------------- conditions for the grids
     def _fixed_conditions(self) -> None:
@@ -204,7 +204,7 @@ class _Run:
 
     def phase(self, step: int | None = None) -> dict:
         """PGGAN's stage and fade-in at `step` (default: the step about to be trained)."""
-        if self.config.model != "pggan":
+        if not family(self.config.model).grows:
             return {}
         stage, alpha = growth_phase(self.step if step is None else step, self.config.phase_steps, self.levels)
         return {"stage": stage, "alpha": alpha}
@@ -424,7 +424,7 @@ def _resume_state(run: _Run, state: dict, path: Path) -> None:
 
 
 def _new_run(config: TrainConfig, out: Path, processes, progress: bool) -> _Run:
-    if config.model == "mcgan3d":  # imported here: it builds on _Run
+    if family(config.model).spatial_dims == 3:  # imported here: it builds on _Run
         from pathosynth.training.mcgan_run import MCGANRun
         from pathosynth.training.vois import load_voi_set
 
