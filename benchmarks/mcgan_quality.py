@@ -7,7 +7,7 @@ Judges, each checked on real nodules first:
   --patients 200 --seed 7`), which makes a surer judge; its accuracy on the real val+test nodules is
   the ceiling a generator can show;
 - size only, without learning: the diameter from the radial profile at the box centre
-  (`pathosynth.generate_ct.measure_diameter`), put in its class (<= 10, <= 20, > 20 mm).
+  (`pathosynth.generate.nodules.measure_diameter`), put in its class (<= 10, <= 20, > 20 mm).
 
 Generated: every real val+test VOI's surroundings, inpainted once for each of the nine
 size x attenuation conditions (seed = VOI number). Bar (issue 5): the requested size class and the
@@ -98,7 +98,7 @@ def judge(model, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def size_by_diameter(blocks: np.ndarray, spacing_mm: float) -> np.ndarray:
-    from pathosynth.generate_ct import measure_diameter
+    from pathosynth.generate.nodules import measure_diameter
 
     classes = []
     for block in blocks:
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the raw numbers here")
     args = parser.parse_args()
     from pathosynth.data.dataset import Dataset
-    from pathosynth.inpaint import load_inpainter
+    from pathosynth.generate.inpaint import load_inpainter
     from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
     from pathosynth.runtime import configure_torch_threads
 

@@ -11,7 +11,7 @@ from pathosynth.config import make_config
 from pathosynth.data.importers.luna16 import read_annotations
 from pathosynth.data.readers import read_image
 from pathosynth.data.writers import write_image
-from pathosynth.placement import lung_mask
+from pathosynth.generate.placement import lung_mask
 from pathosynth.training.loop import train
 
 
@@ -107,7 +107,7 @@ def _sources(source_map):
 
 def test_a_luna16_folder_is_augmented_k_fold_at_jittered_real_positions_and_reimports(
         tmp_path, mcgan_run, tiny_chest):
-    from pathosynth.generate_ct import augment_scans
+    from pathosynth.generate.nodules import augment_scans
 
     raw = tiny_chest[1]
     real = read_annotations(raw / "annotations.csv")
@@ -138,7 +138,7 @@ def test_a_luna16_folder_is_augmented_k_fold_at_jittered_real_positions_and_reim
 
 def test_random_positions_add_rare_combinations_inside_the_lungs_and_keep_the_real_nodules(
         tmp_path, mcgan_run, tiny_chest):
-    from pathosynth.generate_ct import augment_scans
+    from pathosynth.generate.nodules import augment_scans
 
     raw = tiny_chest[1]
     out = tmp_path / "random"
@@ -162,7 +162,7 @@ def test_random_positions_add_rare_combinations_inside_the_lungs_and_keep_the_re
 
 
 def test_an_interrupted_augmentation_resumes_to_the_same_result(tmp_path, mcgan_run, tiny_chest, monkeypatch):
-    from pathosynth import generate_ct
+    from pathosynth.generate import nodules as generate_ct
 
     raw = tiny_chest[1]
     straight = generate_ct.augment_scans(mcgan_run, raw, tmp_path / "straight", copies=2, progress=False,
@@ -236,7 +236,7 @@ def test_bad_positions_conditions_runs_and_volumes_end_in_one_clear_sentence(
 @pytest.mark.parametrize("diameter", [6.0, 12.0, 24.0])
 @pytest.mark.parametrize("nodule_hu", [40.0, -550.0])  # solid, ground glass
 def test_the_measured_diameter_of_a_drawn_sphere_crossed_by_a_vessel(diameter, nodule_hu):
-    from pathosynth.generate_ct import measure_diameter
+    from pathosynth.generate.nodules import measure_diameter
 
     side = 32
     z, y, x = np.indices((side,) * 3) - side // 2  # 1 mm voxels, centre voxel at 0

@@ -26,8 +26,8 @@ from pathosynth.config import make_config
 from pathosynth.data.readers import read_image
 from pathosynth.data.writers import write_nifti
 from pathosynth.errors import UserError
-from pathosynth.generate_ct import augment_scans
-from pathosynth.placement import lung_mask
+from pathosynth.generate.nodules import augment_scans
+from pathosynth.generate.placement import lung_mask
 from pathosynth.training.loop import train
 
 MARK = uuid.uuid4().hex[:10]  # in every made-up identifier and source folder name, so no match is chance

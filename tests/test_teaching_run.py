@@ -15,7 +15,7 @@ from pathosynth.data.readers import read_image
 from pathosynth.errors import UserError
 from pathosynth.generate import generate
 from pathosynth.reader.teaching_sources import CaseMaker, PoolMaker, TeachingRequest
-from pathosynth.teaching_run import NODULE_MARK, RunMaker, load_maker
+from pathosynth.generate.teaching import NODULE_MARK, RunMaker, load_maker
 
 torch.set_num_threads(1)
 

@@ -340,20 +340,8 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
              copies, positions, per_scan, keep_source_map, seed, batch, overwrite, quiet):
     """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance), or,
     with a 3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans."""
-    from pathosynth.contracts import read_run
-    from pathosynth.models import family
-
-    if family(read_run(run).model).spatial_dims == 3:
-        _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
-                          count, keep_source_map, seed, overwrite, quiet)
-        return
-    if ct or scans or at or sizes or attenuations or keep_source_map:
-        raise UserError(f"{run} is not a 3D MCGAN run: --ct, --scans, --at, --size, --attenuation and "
-                        "--keep-source-map place nodules with `pathosynth train --model mcgan3d` runs")
-    if count is None:
-        raise UserError("give --n, the number of images to generate")
     from pathosynth.data.boxes import parse_boxes
-    from pathosynth.generate import generate as generate_images
+    from pathosynth.generate import generate as generate_with
 
     boxes = None
     if boxes_text is not None:
@@ -361,39 +349,11 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
             boxes = parse_boxes(boxes_text)
         except ValueError as exc:
             raise UserError(f"--boxes '{boxes_text}': {exc}; write boxes like 10,12,30,40;5,5,9,9") from exc
-    path = generate_images(run, count, out, label=label, boxes=boxes, boxes_from=boxes_from,
-                           jitter="" if jitter == "none" else jitter, seed=seed, batch=batch, overwrite=overwrite,
-                           progress=not quiet)
-    click.echo(f"wrote {path}")
-
-
-def _generate_nodules(run, out, ct, at, sizes, attenuations, zoom, scans, copies, positions, per_scan, jitter,
-                      count, source_map, seed, overwrite, quiet):
-    from pathosynth.generate import Jitter
-    from pathosynth.generate_ct import augment_scans, place_nodules
-
-    if count is not None:
-        raise UserError(f"{run} is a 3D MCGAN run: it places nodules into scans (--ct or --scans), not --n images")
-    if bool(ct) == bool(scans):
-        raise UserError(f"{run} is a 3D MCGAN run: give --ct FILE with --at positions, or --scans DIR to augment "
-                        "a LUNA16-layout folder")
-    if ct:
-        if not sizes or not attenuations:
-            raise UserError("with --ct, give --size (small, medium, large) and --attenuation (solid, part-solid, ggn)")
-        path = place_nodules(run, ct, out, at=list(at), sizes=list(sizes), attenuations=list(attenuations),
-                             zoom=zoom, seed=seed, overwrite=overwrite, progress=not quiet, source_map=source_map)
-    else:
-        if at:
-            raise UserError("--at goes with --ct; with --scans the positions are the real nodules' or random ones")
-        if len(sizes) > 1 or len(attenuations) > 1:
-            raise UserError("with --scans, give at most one --size and one --attenuation (for every nodule)")
-        moves = Jitter.parse("shift=0.1,zoom=0.1" if jitter is None else "" if jitter == "none" else jitter)
-        if moves.flip:
-            raise UserError("--jitter flip does not apply to nodule positions; use shift=F,zoom=F")
-        path = augment_scans(run, scans, out, copies=copies, positions=positions, size=sizes[0] if sizes else None,
-                             attenuation=attenuations[0] if attenuations else None, per_scan=per_scan,
-                             shift=moves.shift, zoom=moves.zoom, seed=seed, overwrite=overwrite, progress=not quiet,
-                             source_map=source_map)
+    path = generate_with(run, count, out, label=label, boxes=boxes, boxes_from=boxes_from,
+                         jitter="" if jitter == "none" else jitter, seed=seed, batch=batch, overwrite=overwrite,
+                         progress=not quiet, ct=ct, at=at, sizes=sizes, attenuations=attenuations, zoom=zoom,
+                         scans=scans, copies=copies, positions=positions, per_scan=per_scan,
+                         source_map=keep_source_map)
     click.echo(f"wrote {path}")
 
 

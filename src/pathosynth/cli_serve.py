@@ -23,7 +23,7 @@ def _default_db() -> str:
 def load_maker(path: str):
     """Teaching cases come from a run or a pool; torch is imported only when one is first used."""
     from pathosynth.runtime import configure_torch_threads
-    from pathosynth.teaching_run import load_maker as load
+    from pathosynth.generate.teaching import load_maker as load
 
     configure_torch_threads()
     return load(path)

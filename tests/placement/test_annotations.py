@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pathosynth.data.importers.luna16 import read_annotations
-from pathosynth.placement import COLUMNS, NoduleAnnotation, write_luna16_csv
+from pathosynth.generate.placement import COLUMNS, NoduleAnnotation, write_luna16_csv
 from tests.placement.frames import oblique_scan
 
 

@@ -5,8 +5,8 @@ from scipy import ndimage
 from pathosynth.data.image import MedicalImage
 from pathosynth.data.phantoms.chest_ct import Phantom, make_chest_ct
 from pathosynth.errors import UserError
-from pathosynth.placement import (check_inside_lungs, format_position, lung_mask, parse_position, position_units,
-                                  random_lung_positions)
+from pathosynth.generate.placement import (
+    check_inside_lungs, format_position, lung_mask, parse_position, position_units, random_lung_positions)
 
 
 def _drawn_phantom(seed, patient, size):

@@ -3,7 +3,8 @@ import pytest
 
 from pathosynth.data.image import MedicalImage
 from pathosynth.errors import UserError
-from pathosynth.placement import check_spacing, format_position, jitter_position, parse_position, position_units
+from pathosynth.generate.placement import (
+    check_spacing, format_position, jitter_position, parse_position, position_units)
 from tests.placement.frames import oblique_direction, oblique_scan
 
 

@@ -5,7 +5,7 @@ from scipy import ndimage
 from pathosynth.data.boxes import boxes_from_mask
 from pathosynth.data.image import MedicalImage
 from pathosynth.data.preprocess import crop_centered
-from pathosynth.placement import extract_voi, nodule_box, paste_block
+from pathosynth.generate.placement import extract_voi, nodule_box, paste_block
 
 ANISOTROPIC = (2.5, 0.7, 0.9)
 

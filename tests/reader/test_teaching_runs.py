@@ -10,7 +10,7 @@ import re
 from fastapi.testclient import TestClient
 
 from pathosynth.reader.app import Limits
-from pathosynth.teaching_run import load_maker
+from pathosynth.generate.teaching import load_maker
 from tests.reader.conftest import admin_csrf, csrf_of, invite, log_in
 
 

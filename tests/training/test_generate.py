@@ -11,7 +11,8 @@ from PIL import Image
 from pathosynth.config import make_config
 from pathosynth.data.dataset import SYNTHETIC_MARK, Dataset
 from pathosynth.errors import UserError
-from pathosynth.generate import Jitter, generate
+from pathosynth.generate.images import Jitter
+from pathosynth.generate import generate
 from pathosynth.training.loop import train
 
 

@@ -18,9 +18,9 @@ from pathosynth.config import make_config
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.readers import read_image
 from pathosynth.demo.gans import _train_or_resume
-from pathosynth.generate_ct import place_nodules
+from pathosynth.generate.nodules import place_nodules
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
-from pathosynth.placement import lung_mask, random_lung_positions
+from pathosynth.generate.placement import lung_mask, random_lung_positions
 
 DEMO_STEPS = 1000
 # pix2pix's L1 to the real nodule (the paper's optional term, off in the presets): at a few hundred

@@ -5,7 +5,7 @@ attenuation) and gets a synthetic case; a quiz mixes typical and atypical cases,
 typical images and experts need atypical ones. Two sources share the `CaseMaker` interface:
 
 - `PoolMaker` (here): draws from a dataset folder of pre-generated synthetic images;
-- `pathosynth.teaching_run.RunMaker` (torch side, outside this package): generates on demand from a
+- `pathosynth.generate.teaching.RunMaker` (torch side, outside this package): generates on demand from a
   trained run.
 
 The typicality rule (`TYPICAL_RULE`) is judged against a `Reference`, a summary of real training

@@ -136,7 +136,7 @@ def _training_boxes(dataset_dir: Path, label: str | None, resolution: int, requi
     return layouts
 
 
-def generate(run: str | Path, n: int, out: str | Path, *, label: str | None = None,
+def generate_images(run: str | Path, n: int, out: str | Path, *, label: str | None = None,
              boxes: list[list[float]] | None = None, boxes_from: str | Path | None = None,
              jitter: str | None = None, seed: int = 0, batch: int = 64, overwrite: bool = False,
              progress: bool = True) -> Path:

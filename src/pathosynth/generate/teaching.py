@@ -9,7 +9,7 @@
   position of a base CT scan, returned as a crop of `crop_voxels`^3 voxels (the scan's spacing)
   around it, with the nodule's box in crop coordinates.
 
-The generation itself is `pathosynth.generate` and `pathosynth.generate_ct` (their helpers
+The generation itself is `pathosynth.generate` and `pathosynth.generate.nodules` (their helpers
 `load_generator`, `run_generator`, `place_one`, `read_ct`): a case made here is
 the image `pathosynth generate` would make for the same model, seed and condition.
 
@@ -30,12 +30,12 @@ from pathosynth.contracts import RunRecord, read_run
 from pathosynth.data.dataset import SYNTHETIC_MARK, Dataset
 from pathosynth.data.image import MedicalImage
 from pathosynth.errors import UserError
-from pathosynth.generate import UNLABELLED, load_generators, run_generator
-from pathosynth.generate_ct import place_one, read_ct
-from pathosynth.inpaint import load_inpainter
+from pathosynth.generate.images import UNLABELLED, load_generators, run_generator
+from pathosynth.generate.nodules import place_one, read_ct
+from pathosynth.generate.inpaint import load_inpainter
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
 from pathosynth.models import family
-from pathosynth.placement import distance_to_boundary_mm, lung_mask, random_lung_positions
+from pathosynth.generate.placement import distance_to_boundary_mm, lung_mask, random_lung_positions
 from pathosynth.reader.teaching_sources import (TYPICAL_RULE, CaseFacts, PoolMaker, Reference, TeachingCase,
                                                 TeachingRequest, atypical_reasons, check_attribute,
                                                 check_box, check_label, draw_atypical_box,

@@ -43,12 +43,12 @@ from pathosynth.data.image import MedicalImage
 from pathosynth.data.readers import read_image
 from pathosynth.data.writers import write_image
 from pathosynth.errors import UserError
-from pathosynth.inpaint import Inpainter, check_condition, load_inpainter
+from pathosynth.generate.inpaint import Inpainter, check_condition, load_inpainter
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
 from pathosynth.outputs import building, check_source_map_target, new_synthetic_uid, write_source_map
-from pathosynth.placement import (NoduleAnnotation, check_inside_lungs, check_spacing, extract_voi, jitter_position,
-                                  lung_mask, nodule_box, parse_position, paste_block, position_units,
-                                  random_lung_positions, write_luna16_csv)
+from pathosynth.generate.placement import (
+    NoduleAnnotation, check_inside_lungs, check_spacing, extract_voi, jitter_position, lung_mask, nodule_box,
+    parse_position, paste_block, position_units, random_lung_positions, write_luna16_csv)
 from pathosynth.runtime import software_versions
 
 PLACEMENT_FORMAT = "pathosynth-nodule-placement"
