@@ -5,7 +5,7 @@ from pathosynth.data.image import MedicalImage
 from pathosynth.errors import UserError
 from pathosynth.generate.placement import (
     check_spacing, format_position, jitter_position, parse_position, position_units)
-from tests.placement.frames import oblique_direction, oblique_scan
+from tests.generate.placement.frames import oblique_direction, oblique_scan
 
 
 def _world_by_hand(scan: MedicalImage, index) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 
 from pathosynth.data.importers.luna16 import read_annotations
 from pathosynth.generate.placement import COLUMNS, NoduleAnnotation, write_luna16_csv
-from tests.placement.frames import oblique_scan
+from tests.generate.placement.frames import oblique_scan
 
 
 def test_annotations_round_trip_through_the_luna16_reader(tmp_path, chest):
