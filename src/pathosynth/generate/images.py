@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from pathosynth import __version__
-from pathosynth.contracts import RunRecord, read_run
+from pathosynth.contracts import Intensity, RunRecord, read_run
 from pathosynth.data.boxes import box_image, box_is_inside, format_boxes
 from pathosynth.data.dataset import Dataset, DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage, plain_direction
@@ -137,9 +137,9 @@ def _training_boxes(dataset_dir: Path, label: str | None, resolution: int, requi
 
 
 def generate_images(run: str | Path, n: int, out: str | Path, *, label: str | None = None,
-             boxes: list[list[float]] | None = None, boxes_from: str | Path | None = None,
-             jitter: str | None = None, seed: int = 0, batch: int = 64, overwrite: bool = False,
-             progress: bool = True) -> Path:
+                    boxes: list[list[float]] | None = None, boxes_from: str | Path | None = None,
+                    jitter: str | None = None, seed: int = 0, batch: int = 64, overwrite: bool = False,
+                    progress: bool = True) -> Path:
     """Write `n` synthetic images made by the run in `run` to the dataset folder `out`.
 
     Labels: `label`, or, for a class-conditional or class-separate run without one, the classes in
@@ -147,115 +147,158 @@ def generate_images(run: str | Path, n: int, out: str | Path, *, label: str | No
     dataset `boxes_from` (default: the run's training data) moved by `jitter` (default: the paper's
     flip, 10% shift, 10% zoom). Boxes are in pixels of the generated image.
     """
-    run_dir = Path(run)
+    job = _open_run(Path(run), n, batch)
+    labels = _labels(job, label, n)
+    layouts = _layouts(job, labels, label, boxes, boxes_from, jitter, seed)
+    return _write(job, out, labels, layouts, seed, batch, overwrite, progress)
+
+
+@dataclass
+class _Job:
+    """A trained 2D run, read once: its generators and what generation needs to know of it."""
+
+    run_dir: Path
+    record: RunRecord
+    device: torch.device
+    generators: dict
+    classes: list[str]
+    data: dict  # the training data's facts (a class-separate run's sub-runs share them)
+    intensity: Intensity
+
+    @property
+    def config(self) -> dict:
+        return self.record.config
+
+    @property
+    def conditional(self) -> bool:
+        return self.config["classes"] == "conditional"
+
+    @property
+    def resolution(self) -> int:
+        return int(self.config["resolution"])
+
+    @property
+    def box_model(self) -> bool:
+        return bool(self.config.get("boxes"))
+
+
+def _open_run(run_dir: Path, n: int, batch: int) -> _Job:
     record = read_run(run_dir)
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
-    config = record.config
     device = default_device()
-    separate = record.separate
     generators = load_generators(record, device)
     data = record.data
-    classes = list(separate) if separate else data["classes"]
-    conditional = config["classes"] == "conditional"
-    trained_label = config.get("label")
-    resolution = int(config["resolution"])
-    box_model = bool(config.get("boxes"))
+    classes = list(record.separate) if record.separate else list(data["classes"])
+    return _Job(run_dir, record, device, generators, classes, data, Intensity(**data["intensity"]))
 
-    # ---------------------------------------------------------------------- labels
-    if label is not None and label not in classes:
-        raise UserError(f"unknown label '{label}' for {run_dir}; it knows {', '.join(classes)}")
-    if separate or conditional:
-        labels = [label] * n if label else [classes[i % len(classes)] for i in range(n)]
-    else:
-        if label and trained_label and label != trained_label:
-            raise UserError(f"{run_dir} was trained on '{trained_label}' images only; drop --label or "
-                            f"pass --label {trained_label}")
-        if label and not trained_label:
-            raise UserError(f"{run_dir} was trained without labels; it cannot make '{label}' images on "
-                            "request: train with --classes conditional or separate")
-        labels = [trained_label or UNLABELLED] * n
 
-    # ----------------------------------------------------------------------- boxes
-    if not box_model and (boxes or boxes_from or jitter):
-        raise UserError(f"{run_dir} is not box-conditioned ({config['model']} without --boxes); "
-                        "train a box-conditioned run (--model pggan --boxes, or unet-cgan) to place lesions")
-    layouts: list[list[list[float]]] = [[] for _ in range(n)]
-    if box_model:
-        if boxes and boxes_from:
-            raise UserError("pass --boxes or --boxes-from, not both")
-        if boxes:
-            for box in boxes:
-                if not box_is_inside(box, (resolution, resolution)):
-                    raise UserError(f"box {format_boxes([box])} is not inside the {resolution}x{resolution} "
-                                    f"generated image; give x0,y0,x1,y1 with 0 <= x0 < x1 <= {resolution} "
-                                    f"and 0 <= y0 < y1 <= {resolution}")
-            layouts = [list(map(list, boxes)) for _ in range(n)]
-            if jitter:
-                layouts = _jittered(layouts, Jitter.parse(jitter), resolution, seed, repeat=False)
-        else:
-            source = Path(boxes_from) if boxes_from else Path(data["path"])
-            if not boxes_from and not (source / "dataset.json").is_file():
-                raise UserError(f"{run_dir} takes its box layouts from its training data at {source}, which "
-                                "is gone; pass --boxes or --boxes-from DIR")
-            # Each class draws layouts from its own images: a class whose images have no boxes
-            # (e.g. non-tumour) is generated without boxes.
-            pools = {name: _training_boxes(source, name, resolution, required=False) for name in set(labels)}
-            if not any(pools.values()):
-                raise UserError(f"{source}: no image{' of class ' + label if label else ''} has boxes to take; "
-                                "pass --boxes or another --boxes-from")
-            rng = random.Random(seed)
-            picks = [pools[name][rng.randrange(len(pools[name]))] if pools[name] else [] for name in labels]
-            layouts = _jittered(picks, Jitter.parse(PAPER_JITTER if jitter is None else jitter), resolution,
-                                seed, repeat=True)
+def _labels(job: _Job, label: str | None, n: int) -> list[str]:
+    if label is not None and label not in job.classes:
+        raise UserError(f"unknown label '{label}' for {job.run_dir}; it knows {', '.join(job.classes)}")
+    if job.record.separate or job.conditional:
+        return [label] * n if label else [job.classes[i % len(job.classes)] for i in range(n)]
+    trained_label = job.config.get("label")
+    if label and trained_label and label != trained_label:
+        raise UserError(f"{job.run_dir} was trained on '{trained_label}' images only; drop --label or "
+                        f"pass --label {trained_label}")
+    if label and not trained_label:
+        raise UserError(f"{job.run_dir} was trained without labels; it cannot make '{label}' images on "
+                        "request: train with --classes conditional or separate")
+    return [trained_label or UNLABELLED] * n
 
-    # ----------------------------------------------------------------------- write
-    intensity = record.intensity
+
+def _layouts(job: _Job, labels: list[str], label: str | None, boxes, boxes_from, jitter: str | None,
+             seed: int) -> list[list[list[float]]]:
+    """Each image's boxes: the given ones, or layouts drawn from a dataset, jittered; none without boxes."""
+    n, resolution = len(labels), job.resolution
+    if not job.box_model:
+        if boxes or boxes_from or jitter:
+            raise UserError(f"{job.run_dir} is not box-conditioned ({job.config['model']} without --boxes); "
+                            "train a box-conditioned run (--model pggan --boxes, or unet-cgan) to place lesions")
+        return [[] for _ in range(n)]
+    if boxes and boxes_from:
+        raise UserError("pass --boxes or --boxes-from, not both")
+    if boxes:
+        for box in boxes:
+            if not box_is_inside(box, (resolution, resolution)):
+                raise UserError(f"box {format_boxes([box])} is not inside the {resolution}x{resolution} "
+                                f"generated image; give x0,y0,x1,y1 with 0 <= x0 < x1 <= {resolution} "
+                                f"and 0 <= y0 < y1 <= {resolution}")
+        layouts = [list(map(list, boxes)) for _ in range(n)]
+        return _jittered(layouts, Jitter.parse(jitter), resolution, seed, repeat=False) if jitter else layouts
+    source = Path(boxes_from) if boxes_from else Path(job.data["path"])
+    if not boxes_from and not (source / "dataset.json").is_file():
+        raise UserError(f"{job.run_dir} takes its box layouts from its training data at {source}, which "
+                        "is gone; pass --boxes or --boxes-from DIR")
+    # Each class draws layouts from its own images: a class whose images have no boxes
+    # (e.g. non-tumour) is generated without boxes.
+    pools = {name: _training_boxes(source, name, resolution, required=False) for name in set(labels)}
+    if not any(pools.values()):
+        raise UserError(f"{source}: no image{' of class ' + label if label else ''} has boxes to take; "
+                        "pass --boxes or another --boxes-from")
+    rng = random.Random(seed)
+    picks = [pools[name][rng.randrange(len(pools[name]))] if pools[name] else [] for name in labels]
+    return _jittered(picks, Jitter.parse(PAPER_JITTER if jitter is None else jitter), resolution, seed, repeat=True)
+
+
+def _dataset_info(job: _Job, out: str | Path, labels: list[str], seed: int) -> DatasetInfo:
+    data, intensity = job.data, job.intensity
     info = DatasetInfo(
         # named after its own folder, as imported sets are: the training data's name or path is a
         # source's, and stays out (DESIGN.md); the run's record keeps it for whoever holds the run
         name=Path(out).name, modality=data.get("modality", "OT"), dimensionality=2,
-        classes=sorted(set(classes) | set(labels)), channels=data["channels"],
+        classes=sorted(set(job.classes) | set(labels)), channels=data["channels"],
         intensity_unit=data.get("intensity_unit", "arbitrary"),
         png_slope=data.get("png_slope", 1.0), png_intercept=data.get("png_intercept", 0.0),
-        source={"synthetic": True, "generator": config["model"], "run": str(run_dir.resolve()),
+        source={"synthetic": True, "generator": job.config["model"], "run": str(job.run_dir.resolve()),
                 "seed": seed, "pathosynth": __version__})
     if info.png_slope == 1.0 and info.png_intercept == 0.0:
         # a 16-bit PNG mapping of the data's range, so values keep their unit
         info.png_intercept = intensity.low_clip
         info.png_slope = max(intensity.high_clip - intensity.low_clip, 1e-12) / 65535
-    spacing = tuple(data.get("spacing") or (1.0, 1.0))
+    return info
+
+
+def _write(job: _Job, out: str | Path, labels: list[str], layouts, seed: int, batch: int, overwrite: bool,
+           progress: bool) -> Path:
+    n = len(labels)
     order = sorted(range(n), key=lambda i: (str(labels[i]), i))  # one generator at a time
-    with DatasetWriter(out, info, overwrite=overwrite) as writer:
+    with DatasetWriter(out, _dataset_info(job, out, labels, seed), overwrite=overwrite) as writer:
         bar = tqdm(total=n, desc="generate", unit="img", disable=not progress)
         for start in range(0, n, batch):
             chunk = order[start:start + batch]
             by_generator: dict = {}
             for i in chunk:
-                by_generator.setdefault(labels[i] if separate else None, []).append(i)
+                by_generator.setdefault(labels[i] if job.record.separate else None, []).append(i)
             for key, indices in by_generator.items():
-                made = generators[key]
-                images = run_generator(made, [seed + i for i in indices],
-                                        [classes.index(labels[i]) for i in indices] if conditional else None,
-                                        [layouts[i] for i in indices] if box_model else None, resolution, device)
-                for i, image in zip(indices, images):
-                    values = intensity.restore(image)
-                    array = values[0] if values.shape[0] == 1 else values
-                    sample = Sample(id=f"synthetic-{seed + i:08d}", patient_id=f"synthetic-{seed + i:08d}",
-                                    image="", label=labels[i], split="train", boxes=layouts[i],
-                                    synthetic={"model": config["model"], "run": str(run_dir.resolve()),
-                                               "checkpoint": str(made.file.relative_to(run_dir)),
-                                               "checkpoint_sha256": made.sha256,
-                                               "step": made.record.get("step"), "seed": seed + i,
-                                               "condition": {"label": labels[i] if (conditional or separate) else None,
-                                                             "boxes": layouts[i] if box_model else None}})
-                    writer.add(sample, MedicalImage(array.astype(np.float32), spacing, (0.0, 0.0),
-                                                    plain_direction(2)))
+                _write_chunk(job, writer, job.generators[key], indices, labels, layouts, seed)
             bar.update(len(chunk))
         bar.close()
         return writer.commit(SplitPlan())
+
+
+def _write_chunk(job: _Job, writer: DatasetWriter, made: _Generator, indices: list[int], labels: list[str],
+                 layouts, seed: int) -> None:
+    conditional, box_model, separate = job.conditional, job.box_model, bool(job.record.separate)
+    images = run_generator(made, [seed + i for i in indices],
+                           [job.classes.index(labels[i]) for i in indices] if conditional else None,
+                           [layouts[i] for i in indices] if box_model else None, job.resolution, job.device)
+    spacing = tuple(job.data.get("spacing") or (1.0, 1.0))
+    for i, image in zip(indices, images):
+        values = job.intensity.restore(image)
+        array = values[0] if values.shape[0] == 1 else values
+        sample = Sample(id=f"synthetic-{seed + i:08d}", patient_id=f"synthetic-{seed + i:08d}",
+                        image="", label=labels[i], split="train", boxes=layouts[i],
+                        synthetic={"model": job.config["model"], "run": str(job.run_dir.resolve()),
+                                   "checkpoint": str(made.file.relative_to(job.run_dir)),
+                                   "checkpoint_sha256": made.sha256,
+                                   "step": made.record.get("step"), "seed": seed + i,
+                                   "condition": {"label": labels[i] if (conditional or separate) else None,
+                                                 "boxes": layouts[i] if box_model else None}})
+        writer.add(sample, MedicalImage(array.astype(np.float32), spacing, (0.0, 0.0), plain_direction(2)))
 
 
 def _jittered(layouts, jitter: Jitter, resolution: int, seed: int, repeat: bool):
