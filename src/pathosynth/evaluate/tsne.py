@@ -124,6 +124,37 @@ def evaluate_tsne(real: str | Path, synthetic: Sequence[str | Path] = (), out: s
     settings.check()
     out = Path(out)
     refuse_existing(out, overwrite)
+    sets = _open_sets(real, synthetic, settings)
+    notes: list[str] = []
+    embedding_input = {label: _categories(sets, label, settings, notes) for label in sets.classes}
+    tick = time.perf_counter()
+    encoder = None
+    if settings.features == ENCODER:
+        metrics_settings = ImageMetricsSettings(features=(ENCODER,), split=settings.split, seed=settings.seed,
+                                                encoder_epochs=settings.encoder_epochs, batch_size=settings.batch_size)
+        encoder = train_encoder(sets.real, sets.train, sets.classes, metrics_settings, progress)
+    features = _features(embedding_input, encoder or PixelFeatures(size=PIXEL_SIZE), settings, progress)
+    timings = {"features": time.perf_counter() - tick}
+    tick = time.perf_counter()
+    embeddings = {label: _embedding(label, embedding_input[label], features[label], settings, notes)
+                  for label in tqdm(sets.classes, desc="t-SNE: embedding", unit="class", disable=not progress)}
+    timings["t-SNE"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started
+    report = _tsne_record(sets, settings, encoder, embeddings, notes, timings)
+    _write(out, report, report["categories"])
+    return report
+
+
+@dataclass
+class _Sets:
+    real: Dataset
+    synthetic: list[Dataset]
+    names: list[str]  # the synthetic sets' names, as the figures and tsne.json show them
+    train: list
+    classes: list[str]
+
+
+def _open_sets(real: str | Path, synthetic: Sequence[str | Path], settings: TsneSettings) -> _Sets:
     real_ds = open_dataset(real, "--real")
     syn_paths = [Path(p) for p in synthetic]
     syn_ds = [open_dataset(p, "--synthetic") for p in syn_paths]
@@ -139,42 +170,37 @@ def evaluate_tsne(real: str | Path, synthetic: Sequence[str | Path] = (), out: s
         if len(dataset.info.channels) != len(real_ds.info.channels):
             raise UserError(f"{dataset.root} has {len(dataset.info.channels)} channel(s) but {real_ds.root} has "
                             f"{len(real_ds.info.channels)}; compare a synthetic set generated from this dataset")
-    names = set_names(syn_paths)
-    names = [f"synthetic: {n}" if n in (REAL, CLASSIC_DA) else n for n in names]
-    notes: list[str] = []
+    names = [f"synthetic: {n}" if n in (REAL, CLASSIC_DA) else n for n in set_names(syn_paths)]
+    return _Sets(real_ds, syn_ds, names, train, classes)
 
-    embedding_input: dict[str, list[_Category]] = {}
-    for label in classes:
-        pool = [s for s in train if s.label == label]
-        real_pick = _pick(pool, settings.per_class, settings.seed, "tsne-real", label)
-        categories = [_Category(REAL, real_ds, real_pick)]
-        if len(real_pick) < settings.per_class:
-            notes.append(f"class '{label}': only {len(real_pick)} real {settings.split} images (asked for "
-                         f"{settings.per_class})")
-        if settings.classic_da:
-            # an independent choice of source images; as many copies as real points
-            sources = _pick(pool, len(real_pick), settings.seed, "tsne-classic-da", label)
-            categories.append(_Category(CLASSIC_DA, real_ds, sources,
-                                        da_seed=int(stable_rng(settings.seed, "tsne-da", label).integers(2**31))))
-        for name, dataset in zip(names, syn_ds):
-            mine = [s for s in dataset.samples if s.label == label]
-            if not mine:
-                notes.append(f"class '{label}': {name} has no image of this class")
-                continue
-            picked = _pick(mine, settings.per_class, settings.seed, "tsne-synthetic", name, label)
-            if len(picked) < settings.per_class:
-                notes.append(f"class '{label}': {name} has only {len(picked)} images (asked for {settings.per_class})")
-            categories.append(_Category(name, dataset, picked))
-        embedding_input[label] = categories
 
-    tick = time.perf_counter()
-    encoder = None
-    if settings.features == ENCODER:
-        metrics_settings = ImageMetricsSettings(features=(ENCODER,), split=settings.split, seed=settings.seed,
-                                                encoder_epochs=settings.encoder_epochs, batch_size=settings.batch_size)
-        encoder = train_encoder(real_ds, train, classes, metrics_settings, progress)
-    pixel = PixelFeatures(size=PIXEL_SIZE)
-    extractor = encoder or pixel
+def _categories(sets: _Sets, label: str, settings: TsneSettings, notes: list[str]) -> list[_Category]:
+    """The points of one class: real images, classic-DA copies of others, each synthetic set's images."""
+    pool = [s for s in sets.train if s.label == label]
+    real_pick = _pick(pool, settings.per_class, settings.seed, "tsne-real", label)
+    categories = [_Category(REAL, sets.real, real_pick)]
+    if len(real_pick) < settings.per_class:
+        notes.append(f"class '{label}': only {len(real_pick)} real {settings.split} images (asked for "
+                     f"{settings.per_class})")
+    if settings.classic_da:
+        # an independent choice of source images; as many copies as real points
+        sources = _pick(pool, len(real_pick), settings.seed, "tsne-classic-da", label)
+        categories.append(_Category(CLASSIC_DA, sets.real, sources,
+                                    da_seed=int(stable_rng(settings.seed, "tsne-da", label).integers(2**31))))
+    for name, dataset in zip(sets.names, sets.synthetic):
+        mine = [s for s in dataset.samples if s.label == label]
+        if not mine:
+            notes.append(f"class '{label}': {name} has no image of this class")
+            continue
+        picked = _pick(mine, settings.per_class, settings.seed, "tsne-synthetic", name, label)
+        if len(picked) < settings.per_class:
+            notes.append(f"class '{label}': {name} has only {len(picked)} images (asked for {settings.per_class})")
+        categories.append(_Category(name, dataset, picked))
+    return categories
+
+
+def _features(embedding_input: dict[str, list[_Category]], extractor, settings: TsneSettings,
+              progress: bool) -> dict[str, dict[str, np.ndarray]]:
     total = sum(len(c.samples) for cats in embedding_input.values() for c in cats)
     features: dict[str, dict[str, np.ndarray]] = {}
     with tqdm(total=total, desc="t-SNE: features", unit="img", disable=not progress) as bar:
@@ -188,41 +214,42 @@ def evaluate_tsne(real: str | Path, synthetic: Sequence[str | Path] = (), out: s
                     parts.append(extractor(images))
                     bar.update(len(chunk))
                 features.setdefault(label, {})[category.name] = np.concatenate(parts)
-    timings = {"features": time.perf_counter() - tick}
+    return features
 
-    tick = time.perf_counter()
-    embeddings: dict[str, dict] = {}
-    for label in tqdm(classes, desc="t-SNE: embedding", unit="class", disable=not progress):
-        categories = embedding_input[label]
-        stacked = np.concatenate([features[label][c.name] for c in categories]).astype(np.float64)
-        coordinates, used, reduced = embed(stacked, settings.perplexity, settings.iterations, settings.seed)
-        if used < settings.perplexity:
-            notes.append(f"class '{label}': perplexity {settings.perplexity:g} capped to {used:.4g} for "
-                         f"{len(stacked)} points ((points - 1) / 3)")
-        points, start = {}, 0
-        for category in categories:
-            n = len(category.samples)
-            points[category.name] = {"ids": [s.id for s in category.samples],
-                                     "x": coordinates[start:start + n, 0].tolist(),
-                                     "y": coordinates[start:start + n, 1].tolist()}
-            start += n
-        embeddings[label] = {"points": points, "counts": {name: len(p["ids"]) for name, p in points.items()},
-                             "perplexity": used, "pca_dimensions": reduced}
-    timings["t-SNE"] = time.perf_counter() - tick
 
-    categories_order = [REAL] + ([CLASSIC_DA] if settings.classic_da else []) + names
+def _embedding(label: str, categories: list[_Category], features: dict[str, np.ndarray], settings: TsneSettings,
+               notes: list[str]) -> dict:
+    stacked = np.concatenate([features[c.name] for c in categories]).astype(np.float64)
+    coordinates, used, reduced = embed(stacked, settings.perplexity, settings.iterations, settings.seed)
+    if used < settings.perplexity:
+        notes.append(f"class '{label}': perplexity {settings.perplexity:g} capped to {used:.4g} for "
+                     f"{len(stacked)} points ((points - 1) / 3)")
+    points, start = {}, 0
+    for category in categories:
+        n = len(category.samples)
+        points[category.name] = {"ids": [s.id for s in category.samples],
+                                 "x": coordinates[start:start + n, 0].tolist(),
+                                 "y": coordinates[start:start + n, 1].tolist()}
+        start += n
+    return {"points": points, "counts": {name: len(p["ids"]) for name, p in points.items()},
+            "perplexity": used, "pca_dimensions": reduced}
+
+
+def _tsne_record(sets: _Sets, settings: TsneSettings, encoder, embeddings: dict, notes: list[str],
+                 timings: dict[str, float]) -> dict:
+    categories_order = [REAL] + ([CLASSIC_DA] if settings.classic_da else []) + sets.names
     if encoder:
         points = (f"encoder: {encoder.network.dim} pooled features of a small CNN trained on the real "
                   f"{settings.split} labels")
     else:
         points = f"pixels: {PIXEL_SIZE} x {PIXEL_SIZE}, each image scaled by its own 1st/99th percentiles to [0, 1]"
-    report = {
+    return {
         "format": TSNE_FORMAT,
         "format_version": TSNE_VERSION,
         "created_with": software_versions(),
         "settings": asdict(settings),
-        "real": {"path": str(real_ds.root.resolve()), "split": settings.split, "classes": classes},
-        "synthetic": [{"name": name, "path": str(d.root.resolve())} for name, d in zip(names, syn_ds)],
+        "real": {"path": str(sets.real.root.resolve()), "split": settings.split, "classes": sets.classes},
+        "synthetic": [{"name": name, "path": str(d.root.resolve())} for name, d in zip(sets.names, sets.synthetic)],
         "categories": categories_order,
         "features": f"{points}; PCA to at most {PCA_DIMENSIONS} dimensions",
         "encoder": encoder.describe() if encoder else None,
@@ -231,10 +258,8 @@ def evaluate_tsne(real: str | Path, synthetic: Sequence[str | Path] = (), out: s
                  "learning_rate": "auto", "max_iter": settings.iterations, "random_state": settings.seed},
         "embeddings": embeddings,
         "notes": notes,
-        "timings_s": {k: round(v, 2) for k, v in {**timings, "total": time.perf_counter() - started}.items()},
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    _write(out, report, categories_order)
-    return report
 
 
 def _describe_da() -> dict:
