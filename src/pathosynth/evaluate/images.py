@@ -286,10 +286,44 @@ def evaluate_images(real: str | Path, synthetic: Sequence[str | Path], out: str 
     refuse_existing(out, overwrite)
     if not synthetic:
         raise UserError("give at least one --synthetic dataset folder")
+    sets = _open_sets(real, synthetic, settings)
+    notes: list[str] = []
+    target, rows = _image_sets(sets, settings, notes)
+    timings: dict[str, float] = {}
+    extractors, encoder, radiomics = _extractors(sets, target, settings, timings, progress)
+    tick = time.perf_counter()
+    for subset in [target, *rows]:
+        subset.features = extract_features(subset.dataset, subset.samples, extractors, batch_size=settings.batch_size,
+                                           progress=progress, desc=f"features: {subset.name}")
+    timings["feature extraction"] = time.perf_counter() - tick
+    spaces = _feature_spaces(sets, target, rows, extractors, encoder, radiomics, settings, notes)
+    tick = time.perf_counter()
+    results = _metrics(sets, target, rows, settings, notes, progress)
+    timings["metrics"] = time.perf_counter() - tick
+    accuracy = _encoder_accuracy(encoder, rows, sets.classes) if encoder is not None else None
+    timings["total"] = time.perf_counter() - started
+    report = _metrics_record(sets, target, rows, spaces, results, accuracy, settings, notes, timings)
+    _write(out, report)
+    return report
+
+
+@dataclass
+class _Sets:
+    real: Dataset
+    synthetic: list[Dataset]
+    synthetic_classes: list[list[str]]
+    names: list[str]  # the synthetic rows' names
+    train: list[Sample]
+    reference: list[Sample]
+    classes: list[str]
+    train_patients: set[str]
+    reference_patients: set[str]
+
+
+def _open_sets(real: str | Path, synthetic: Sequence[str | Path], settings: ImageMetricsSettings) -> _Sets:
     real_ds = open_dataset(real, "--real")
     syn_paths = [Path(p) for p in synthetic]
     syn_ds = [open_dataset(p, "--synthetic") for p in syn_paths]
-
     present = sorted({s.split for s in real_ds.samples})
     train_all = real_ds.select(split=settings.split)
     reference_all = [s for s in real_ds.samples if s.split in settings.reference_splits]
@@ -313,64 +347,75 @@ def evaluate_images(real: str | Path, synthetic: Sequence[str | Path], out: str 
     if shared:  # Dataset.load already refuses this; keep the reference honest regardless
         raise UserError(f"{real_ds.root}: patients {', '.join(sorted(shared)[:3])} are in both the train and the "
                         "reference splits; re-split the dataset by patient")
-
-    notes: list[str] = []
-    reference_name = f"real reference ({'+'.join(settings.reference_splits)})"
     names = set_names(syn_paths)
-    if reference_name in names:
+    if _reference_name(settings) in names:
         names = [f"synthetic: {n}" for n in names]
-    target = ImageSet(f"real {settings.split}", real_ds,
-                      subsample(train_all, settings.max_images, settings.seed, "target"), len(train_all))
-    rows = [ImageSet(reference_name, real_ds,
-                     subsample(reference_all, settings.max_images, settings.seed, "reference"), len(reference_all))]
+    return _Sets(real_ds, syn_ds, syn_classes, names, train_all, reference_all, classes, train_patients,
+                 reference_patients)
+
+
+def _reference_name(settings: ImageMetricsSettings) -> str:
+    return f"real reference ({'+'.join(settings.reference_splits)})"
+
+
+def _image_sets(sets: _Sets, settings: ImageMetricsSettings, notes: list[str]) -> tuple[ImageSet, list[ImageSet]]:
+    """The target (real training images) and the rows compared with it: the real reference, then
+    each synthetic set; subsampled to --max-images with the seed."""
+    target = ImageSet(f"real {settings.split}", sets.real,
+                      subsample(sets.train, settings.max_images, settings.seed, "target"), len(sets.train))
+    rows = [ImageSet(_reference_name(settings), sets.real,
+                     subsample(sets.reference, settings.max_images, settings.seed, "reference"), len(sets.reference))]
     rows += [ImageSet(name, d, subsample(d.samples, settings.max_images, settings.seed, f"synthetic:{name}"),
-                      len(d.samples)) for name, d in zip(names, syn_ds)]
+                      len(d.samples)) for name, d in zip(sets.names, sets.synthetic)]
     for subset in [target, *rows]:
         if subset.available > len(subset.samples):
             notes.append(f"{subset.name}: {len(subset.samples)} of {subset.available} images used (seeded random "
                          f"subsample, --max-images {settings.max_images})")
-    for dataset, labels, name in zip(syn_ds, syn_classes, names):
-        missing = [c for c in classes if c not in labels]
+    for dataset, labels, name in zip(sets.synthetic, sets.synthetic_classes, sets.names):
+        missing = [c for c in sets.classes if c not in labels]
         if missing:
             notes.append(f"{name} has no image of class {', '.join(missing)}: its '{ALL}' row is compared with the "
                          f"real images of its classes only ({', '.join(labels)})")
         if not any(s.synthetic for s in dataset.samples):
             notes.append(f"{name}: no row has synthetic provenance: is {dataset.root} really a synthetic set?")
-        if dataset.info.intensity_unit != real_ds.info.intensity_unit and RADIOMICS in settings.features:
+        if dataset.info.intensity_unit != sets.real.info.intensity_unit and RADIOMICS in settings.features:
             notes.append(f"{name}: intensity unit '{dataset.info.intensity_unit}' differs from the real images' "
-                         f"'{real_ds.info.intensity_unit}': radiomics compares intensities as stored")
+                         f"'{sets.real.info.intensity_unit}': radiomics compares intensities as stored")
+    return target, rows
 
-    timings: dict[str, float] = {}
+
+def _extractors(sets: _Sets, target: ImageSet, settings: ImageMetricsSettings, timings: dict[str, float],
+                progress: bool):
+    """One feature extractor per space, in the order asked; the encoder and radiomics ones kept apart."""
     extractors: list[FeatureExtractor] = []
-    spaces: dict[str, dict] = {}
     encoder: EncoderFeatures | None = None
     radiomics: RadiomicsFeatures | None = None
     for space in settings.features:
         tick = time.perf_counter()
         if space == ENCODER:
-            encoder = train_encoder(real_ds, train_all, classes, settings, progress)
+            encoder = train_encoder(sets.real, sets.train, sets.classes, settings, progress)
             extractors.append(encoder)
         elif space == RADIOMICS:
-            side = common_side([real_ds, *syn_ds], settings.radiomics_size)
+            side = common_side([sets.real, *sets.synthetic], settings.radiomics_size)
             calibration = subsample(target.samples, RADIOMICS_CALIBRATION, settings.seed, "radiomics-calibration")
-            images = torch.cat([batch for _, batch in read_batches(real_ds, calibration, settings.batch_size)])
+            images = torch.cat([batch for _, batch in read_batches(sets.real, calibration, settings.batch_size)])
             widths = radiomics_bin_widths(resize_images(images, side), settings.radiomics_bins)
             radiomics = RadiomicsFeatures(widths, size=side)
             extractors.append(radiomics)
         else:
             extractors.append(ImageNetFeatures(channels=settings.imagenet_channels))
         timings[f"{space}: set-up"] = time.perf_counter() - tick
+    return extractors, encoder, radiomics
 
-    tick = time.perf_counter()
-    for subset in [target, *rows]:
-        subset.features = extract_features(subset.dataset, subset.samples, extractors, batch_size=settings.batch_size,
-                                           progress=progress, desc=f"features: {subset.name}")
-    timings["feature extraction"] = time.perf_counter() - tick
 
+def _feature_spaces(sets: _Sets, target: ImageSet, rows: list[ImageSet], extractors, encoder, radiomics,
+                    settings: ImageMetricsSettings, notes: list[str]) -> dict[str, dict]:
+    """Describe each space; radiomics features are z-scored by the training split's statistics here."""
+    spaces: dict[str, dict] = {}
     if radiomics is not None:
         keys = [target.name, *(r.name for r in rows)]
         z, summary = standardise(dict(zip(keys, [s.features[RADIOMICS] for s in [target, *rows]])), target.name,
-                                 radiomics.feature_names(len(real_ds.info.channels)))
+                                 radiomics.feature_names(len(sets.real.info.channels)))
         for subset in [target, *rows]:
             subset.features[RADIOMICS] = z[subset.name]
         spaces[RADIOMICS] = {**radiomics.describe(), "standardisation": summary,
@@ -386,11 +431,15 @@ def evaluate_images(real: str | Path, synthetic: Sequence[str | Path], out: str 
     for space in settings.features:
         spaces[space] = {"description": SPACE_TEXT[space], **spaces.get(space, {}),
                          "dim": int(target.features[space].shape[1])}
+    return spaces
 
-    tick = time.perf_counter()
-    groups = [*classes, ALL]
+
+def _metrics(sets: _Sets, target: ImageSet, rows: list[ImageSet], settings: ImageMetricsSettings, notes: list[str],
+             progress: bool) -> dict[str, dict[str, dict[str, dict]]]:
+    """{space: {class or all: {row: metrics}}}, every row of a group on the same number of images."""
+    groups = [*sets.classes, ALL]
     results: dict[str, dict[str, dict[str, dict]]] = {space: {} for space in settings.features}
-    row_classes = {rows[0].name: classes, **{name: labels for name, labels in zip(names, syn_classes)}}
+    row_classes = {rows[0].name: sets.classes, **dict(zip(sets.names, sets.synthetic_classes))}
     total = len(settings.features) * len(groups) * len(rows)
     with tqdm(total=total, desc="metrics", unit="row", disable=not progress) as bar:
         for group in groups:
@@ -409,58 +458,64 @@ def evaluate_images(real: str | Path, synthetic: Sequence[str | Path], out: str 
             counts = sorted({len(p) for p in picks.values()})
             if counts and counts[0] < SMALL_GROUP:
                 notes.append(f"class '{group}': only {counts[0]} images per row; its numbers are rough")
-    timings["metrics"] = time.perf_counter() - tick
+    return results
 
-    accuracy = None
-    if encoder is not None:
-        accuracy = {}
-        for subset in rows:
-            predicted = encoder.logits_from_features(subset.features[ENCODER]).argmax(1)
-            truth = np.array([classes.index(label) for label in subset.labels])
-            accuracy[subset.name] = {"accuracy": float((predicted == truth).mean()), "n": int(len(truth)),
-                                     "by_class": {c: float((predicted[truth == i] == i).mean())
-                                                  for i, c in enumerate(classes) if (truth == i).any()}}
-    timings["total"] = time.perf_counter() - started
 
-    report = {
+def _encoder_accuracy(encoder: EncoderFeatures, rows: list[ImageSet], classes: list[str]) -> dict:
+    accuracy = {}
+    for subset in rows:
+        predicted = encoder.logits_from_features(subset.features[ENCODER]).argmax(1)
+        truth = np.array([classes.index(label) for label in subset.labels])
+        accuracy[subset.name] = {"accuracy": float((predicted == truth).mean()), "n": int(len(truth)),
+                                 "by_class": {c: float((predicted[truth == i] == i).mean())
+                                              for i, c in enumerate(classes) if (truth == i).any()}}
+    return accuracy
+
+
+def _metrics_record(sets: _Sets, target: ImageSet, rows: list[ImageSet], spaces: dict, results: dict, accuracy,
+                    settings: ImageMetricsSettings, notes: list[str], timings: dict[str, float]) -> dict:
+    return {
         "format": METRICS_FORMAT,
         "format_version": METRICS_VERSION,
         "created_with": software_versions(),
         "settings": {**asdict(settings), "features": list(settings.features),
                      "reference_splits": list(settings.reference_splits)},
-        "real": {"path": str(real_ds.root.resolve()), "split": settings.split, "classes": classes,
+        "real": {"path": str(sets.real.root.resolve()), "split": settings.split, "classes": sets.classes,
                  "images": target.available, "used": len(target.samples), "by_class": target.by_class(),
-                 "patients": len(train_patients)},
+                 "patients": len(sets.train_patients)},
         "reference": {"name": rows[0].name, "splits": list(settings.reference_splits),
                       "images": rows[0].available, "used": len(rows[0].samples), "by_class": rows[0].by_class(),
-                      "patients": len(reference_patients), "patients_shared_with_train": len(shared)},
+                      "patients": len(sets.reference_patients),
+                      "patients_shared_with_train": len(sets.train_patients & sets.reference_patients)},
         "synthetic": [{"name": subset.name, "path": str(subset.dataset.root.resolve()), "images": subset.available,
                        "used": len(subset.samples), "by_class": subset.by_class(),
                        "with_provenance": sum(s.synthetic is not None for s in subset.samples)}
                       for subset in rows[1:]],
         "rows": [subset.name for subset in rows],
-        "groups": groups,
+        "groups": [*sets.classes, ALL],
         "feature_spaces": spaces,
-        "metrics": {"fd": "Frechet distance of Gaussians fitted to the features (lower: closer)",
-                    "kid": f"kernel inception distance, unbiased MMD^2 with a cubic polynomial kernel; mean and sd "
-                           f"over {settings.kid_subsets} random subsets of min({settings.kid_subset_size}, half the "
-                           "smaller set) images (lower: closer; about 0 for the same distribution, can be "
-                           "slightly negative)",
-                    "precision": f"share of the row's images inside the real training images' {settings.k}-NN "
-                                 "manifold (realism)",
-                    "recall": f"share of the real training images inside the row's {settings.k}-NN manifold "
-                              "(diversity, coverage)",
-                    "comparison": "every row against the real training split; within a class (and within 'all') "
-                                  "every row uses the same number of images (n), the smallest among the rows, "
-                                  "drawn at random with the seed, so that rows are comparable; n_real is the "
-                                  "training images of that class"},
+        "metrics": _metric_text(settings),
         "results": results,
         "encoder_accuracy": accuracy,
         "notes": notes,
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
-    _write(out, report)
-    return report
+
+
+def _metric_text(settings: ImageMetricsSettings) -> dict[str, str]:
+    return {"fd": "Frechet distance of Gaussians fitted to the features (lower: closer)",
+            "kid": f"kernel inception distance, unbiased MMD^2 with a cubic polynomial kernel; mean and sd "
+                   f"over {settings.kid_subsets} random subsets of min({settings.kid_subset_size}, half the "
+                   "smaller set) images (lower: closer; about 0 for the same distribution, can be "
+                   "slightly negative)",
+            "precision": f"share of the row's images inside the real training images' {settings.k}-NN "
+                         "manifold (realism)",
+            "recall": f"share of the real training images inside the row's {settings.k}-NN manifold "
+                      "(diversity, coverage)",
+            "comparison": "every row against the real training split; within a class (and within 'all') "
+                          "every row uses the same number of images (n), the smallest among the rows, "
+                          "drawn at random with the seed, so that rows are comparable; n_real is the "
+                          "training images of that class"}
 
 
 def train_encoder(dataset: Dataset, train: Sequence[Sample], classes: Sequence[str],
