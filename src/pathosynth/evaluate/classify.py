@@ -140,6 +140,56 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
     started = time.perf_counter()
     settings = get_settings(preset, n_boot=bootstrap, max_epochs=max_epochs)
     kinds = parse_setups(setups)
+    _check_arguments(kinds, pretrained, repeats, settings, synthetic, ratio)
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
+    real_set, synthetic_sets, notes = _load_sets(real, synthetic, positive, train_patients, subset_seed)
+    rows = _rows(kinds, synthetic_sets)
+    choice = _choose_extra_images(real_set, synthetic_sets, rows, ratio, seed, notes)
+    tensors, labels, real_hashes = _real_images(real_set, settings.size, progress, notes)
+    synthetic_images = _synthetic_images(real_set, synthetic_sets, choice.selections, settings.size,
+                                         tensors["train"].shape[1], real_hashes, progress, notes)
+    diversity = _diversity(synthetic_images, tensors["train"], seed, notes)
+    da = ClassicDA()
+    classic = None
+    if any(r.kind in ("classic", "classic+gan") for r in rows):
+        sources = torch.from_numpy(classic_sources(real_set.labels("train"), choice.extra, seed))
+        classic = {"x": augmented_copies(tensors["train"], sources, da, seed), "y": labels["train"][sources],
+                   "sources": sources}
+    options = PRETRAINED[pretrained]
+    device = default_device()
+    previous = _read_json(partial / "config.json") if partial.is_dir() else None
+    threads = _threads(threads, previous) if device.type == "cpu" else torch.get_num_threads()
+    data_key = {"real": real_set.sha256, "train_patients": [train_patients, subset_seed],
+                "synthetic": {s.name: s.sha256 for s in synthetic_sets},
+                "positive": real_set.positive, "settings": settings.describe(), "seed": seed,
+                "extra_images": choice.extra, "classic_da": da.describe(), "cell_format": CELL_FORMAT}
+    config = _experiment_config(real_set, synthetic_sets, rows, choice, settings, da, options, pretrained, repeats,
+                                ratio, seed, threads, device, data_key)
+    _prepare_partial(partial, out, overwrite, config)
+    cells = [(p, r, row) for p in options for r in range(repeats) for row in rows]
+    done: dict[tuple, dict] = {}
+    try:
+        timing = _run_cells(cells, done, partial, data_key, settings, tensors, labels, classic, synthetic_images,
+                            real_set, seed, threads, device, progress)
+        results = statistics(real_set, rows, options, repeats, done, settings, seed)
+        results.update(notes=notes, synthetic_diversity=diversity, extra_images=config["extra_images"],
+                       synthetic_used=config["synthetic_used"],
+                       timing={"total_seconds": round(time.perf_counter() - started, 1), "cells": timing,
+                               "threads": threads})
+        _write_outputs(results, config, done, real_set, rows, options, repeats, choice.extra, partial)
+    except KeyboardInterrupt:
+        raise ClassifyInterrupted(f"interrupted: {len(done)} of {len(cells)} cells are saved in {partial}; run the "
+                                  "same command again to resume from them") from None
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return results
+
+
+def _check_arguments(kinds, pretrained: str, repeats: int, settings, synthetic, ratio: float) -> None:
     if pretrained not in PRETRAINED:
         raise UserError(f"--pretrained '{pretrained}': choose no, yes or both")
     if repeats < 1:
@@ -154,12 +204,10 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
                         "generate`); or choose --setups real,classic")
     if any(k in ("classic", "gan", "classic+gan") for k in kinds) and not (ratio > 0 and math.isfinite(ratio)):
         raise UserError(f"--ratio must be a positive number of extra images per real training image, got {ratio}")
-    out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} already exists; choose another --out or pass --overwrite")
 
-    # ------------------------------------------------------------- data and leakage checks
+
+def _load_sets(real, synthetic, positive, train_patients, subset_seed) -> tuple[RealSet, list[SyntheticSet], list]:
+    """The real set and the synthetic ones, with the leakage checks of `classify_data`."""
     real_set = load_real(real, positive, train_patients, subset_seed)
     synthetic_sets: list[SyntheticSet] = []
     for path in synthetic:
@@ -168,8 +216,21 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
             raise UserError(f"{path}: two --synthetic folders are named '{made.name}'; rows are named by folder: "
                             "rename one")
         synthetic_sets.append(made)
-    notes = [note for s in synthetic_sets for note in s.notes]
-    rows = _rows(kinds, synthetic_sets)
+    return real_set, synthetic_sets, [note for s in synthetic_sets for note in s.notes]
+
+
+@dataclass
+class _ExtraImages:
+    requested: int  # ratio x real training images
+    extra: int  # what every classic and GAN row adds (fewer when a synthetic set is smaller)
+    n_real: int
+    selections: dict[str, dict[str, list]]  # {set: {"gan" | "synthetic-only": samples}}
+
+
+def _choose_extra_images(real_set: RealSet, synthetic_sets: list[SyntheticSet], rows: list[Row], ratio: float,
+                         seed: int, notes: list[str]) -> _ExtraImages:
+    """How many extra images each DA row adds and which synthetic ones, in the real training class
+    balance; drops a synthetic-only row whose set has one class. Says in `notes` where it had to."""
     classes = [real_set.positive, real_set.negative]
     n_real = len(real_set.splits["train"])
     requested = int(round(ratio * n_real)) if ratio > 0 else 0
@@ -188,16 +249,8 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
                   "synthetic-only": select_synthetic(s.dataset.samples, classes, n_real, seed, shares) if wanted
                   else []}
         selections[s.name] = chosen
-        for key, picked in chosen.items():
-            counts = {c: sum(1 for x in picked if x.label == c) for c in classes}
-            expected = round(shares[real_set.positive] * len(picked))
-            if picked and key == "gan" and abs(counts[real_set.positive] - expected) > 1:
-                notes.append(f"{s.name}: the set cannot give {len(picked)} images in the real training balance "
-                             f"({shares[real_set.positive]:.0%} {real_set.positive}): GAN rows add "
-                             + ", ".join(f"{n} {c}" for c, n in counts.items())
-                             + f" ({counts[real_set.positive] / len(picked):.1%} {real_set.positive}), which shifts "
-                             "the class balance")
-        if Row("synthetic-only", s.name) in rows:
+        _note_class_balance(s.name, chosen["gan"], real_set, shares, notes)
+        if wanted:
             only = chosen["synthetic-only"]
             if len({x.label for x in only}) < 2:
                 rows.remove(Row("synthetic-only", s.name))
@@ -206,12 +259,24 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
             elif len(only) < n_real:
                 notes.append(f"{s.name}: synthetic-only trains on all {len(only)} images (fewer than the {n_real} real "
                              "training images)")
+    return _ExtraImages(requested, extra, n_real, selections)
 
-    # ------------------------------------------------------------------------ images
-    size = settings.size
+
+def _note_class_balance(name: str, picked: list, real_set: RealSet, shares: dict, notes: list[str]) -> None:
+    counts = {c: sum(1 for x in picked if x.label == c) for c in (real_set.positive, real_set.negative)}
+    expected = round(shares[real_set.positive] * len(picked))
+    if picked and abs(counts[real_set.positive] - expected) > 1:
+        notes.append(f"{name}: the set cannot give {len(picked)} images in the real training balance "
+                     f"({shares[real_set.positive]:.0%} {real_set.positive}): GAN rows add "
+                     + ", ".join(f"{n} {c}" for c, n in counts.items())
+                     + f" ({counts[real_set.positive] / len(picked):.1%} {real_set.positive}), which shifts "
+                     "the class balance")
+
+
+def _real_images(real_set: RealSet, size: int, progress: bool, notes: list[str]):
+    """Each split's images and labels as tensors, and their pixel hashes (notes name duplicated slices)."""
     tensors = {split: load_images(real_set.dataset, real_set.splits[split], size, progress=progress,
                                   desc=f"reading real {split}") for split in ("train", "val", "test")}
-    channels = tensors["train"].shape[1]
     labels = {split: torch.from_numpy(real_set.labels(split)) for split in tensors}
     real_hashes = {split: {h: s.id for h, s in zip(image_hashes(tensors[split]), real_set.splits[split]) if h}
                    for split in ("train", "val", "test")}
@@ -221,6 +286,12 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
             notes.append(f"{real_set.path}: {len(leaked)} {split} image(s) are pixel-identical to training images "
                          f"(e.g. {real_hashes[split][leaked[0]]} = {real_hashes['train'][leaked[0]]}); "
                          "duplicated slices across patients inflate the results")
+    return tensors, labels, real_hashes
+
+
+def _synthetic_images(real_set: RealSet, synthetic_sets: list[SyntheticSet], selections: dict, size: int,
+                      channels: int, real_hashes: dict, progress: bool, notes: list[str]) -> dict[str, dict]:
+    """The chosen synthetic images as tensors; a copy of a real val or test image is refused."""
     synthetic_images: dict[str, dict] = {}
     for s in synthetic_sets:
         union = {x.id: x for key in ("gan", "synthetic-only") for x in selections[s.name][key]}
@@ -243,40 +314,34 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
             "gan": torch.tensor([index[x.id] for x in selections[s.name]["gan"]], dtype=torch.int64),
             "synthetic-only": torch.tensor([index[x.id] for x in selections[s.name]["synthetic-only"]],
                                            dtype=torch.int64)}
+    return synthetic_images
+
+
+def _diversity(synthetic_images: dict[str, dict], real_train: torch.Tensor, seed: int, notes: list[str]) -> dict:
     diversity = {}
     for name, data in synthetic_images.items():
         used = data["gan"] if len(data["gan"]) else data["synthetic-only"]
-        diversity[name] = diversity_against_real(data["x"][used], tensors["train"], seed)
+        diversity[name] = diversity_against_real(data["x"][used], real_train, seed)
         if diversity[name]["collapsed"]:
             notes.append(f"{name}: collapsed: {diversity[name]['distinct_images']} distinct of "
                          f"{diversity[name]['images']} images, spread {diversity[name]['spread_ratio']:.2f} x the real "
                          "training images'; no gain from it can be read as a gain from varied synthetic data")
-    da = ClassicDA()
-    classic = None
-    if any(r.kind in ("classic", "classic+gan") for r in rows):
-        sources = torch.from_numpy(classic_sources(real_set.labels("train"), extra, seed))
-        classic = {"x": augmented_copies(tensors["train"], sources, da, seed), "y": labels["train"][sources],
-                   "sources": sources}
+    return diversity
 
-    # ------------------------------------------------------------------------- config
-    options = PRETRAINED[pretrained]
-    device = default_device()
-    previous = _read_json(partial / "config.json") if partial.is_dir() else None
-    threads = _threads(threads, previous) if device.type == "cpu" else torch.get_num_threads()
-    data_key = {"real": real_set.sha256, "train_patients": [train_patients, subset_seed],
-                "synthetic": {s.name: s.sha256 for s in synthetic_sets},
-                "positive": real_set.positive, "settings": settings.describe(), "seed": seed, "extra_images": extra,
-                "classic_da": da.describe(), "cell_format": CELL_FORMAT}
-    config = {
+
+def _experiment_config(real_set, synthetic_sets, rows, choice: _ExtraImages, settings, da, options, pretrained: str,
+                       repeats: int, ratio: float, seed: int, threads: int, device, data_key: dict) -> dict:
+    classes = [real_set.positive, real_set.negative]
+    return {
         "format": FORMAT, "pathosynth": __version__,
         "real": real_set.describe(), "synthetic": [s.describe() for s in synthetic_sets],
         "setups": [r.id for r in rows], "pretrained": pretrained, "repeats": repeats, "ratio": ratio, "seed": seed,
         "threshold": THRESHOLD, "preset": settings.describe(),
         "networks": {("pretrained" if p else "scratch"): describe_network(settings, p) for p in options},
-        "extra_images": {"requested": requested, "used": extra, "real_training_images": n_real},
+        "extra_images": {"requested": choice.requested, "used": choice.extra, "real_training_images": choice.n_real},
         "synthetic_used": {name: {key: _label_counts(picked, classes) for key, picked in chosen.items()}
-                           for name, chosen in selections.items()},
-        "classic_da": {**da.describe(), "copies": extra, "mode": "fixed augmented copies, made once per run"},
+                           for name, chosen in choice.selections.items()},
+        "classic_da": {**da.describe(), "copies": choice.extra, "mode": "fixed augmented copies, made once per run"},
         "seeds": {"cell": "seed * 1000 + repeat (initialisation, dropout, batch order)",
                   "synthetic_choice": "seed", "classic_copies": "seed", "bootstrap": "seed"},
         "threads": threads, "device": str(device),
@@ -284,6 +349,10 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
         "command": " ".join(sys.argv), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": _digest(data_key),
     }
+
+
+def _prepare_partial(partial: Path, out: Path, overwrite: bool, config: dict) -> None:
+    """OUT.partial with its cells folder and config; --overwrite carries unchanged cells over."""
     fresh = not partial.is_dir()
     for folder in (partial, partial / "cells"):
         remove_stale_temporaries(folder)  # left by a run that was killed while writing
@@ -292,26 +361,6 @@ def classify(real: str | Path, synthetic: list[str | Path] | tuple = (), out: st
         for old in (out / "cells").glob("*.json"):  # --overwrite: unchanged cells need no retraining
             shutil.copy2(old, partial / "cells" / old.name)
     _write_json(config, partial / "config.json")
-    cells = [(p, r, row) for p in options for r in range(repeats) for row in rows]
-    done: dict[tuple, dict] = {}
-    try:
-        timing = _run_cells(cells, done, partial, data_key, settings, tensors, labels, classic, synthetic_images,
-                            real_set, seed, threads, device, progress)
-        results = statistics(real_set, rows, options, repeats, done, settings, seed)
-        results["notes"] = notes
-        results["synthetic_diversity"] = diversity
-        results["extra_images"] = config["extra_images"]
-        results["synthetic_used"] = config["synthetic_used"]
-        results["timing"] = {"total_seconds": round(time.perf_counter() - started, 1), "cells": timing,
-                             "threads": threads}
-        _write_outputs(results, config, done, real_set, rows, options, repeats, extra, partial)
-    except KeyboardInterrupt:
-        raise ClassifyInterrupted(f"interrupted: {len(done)} of {len(cells)} cells are saved in {partial}; run the "
-                                  "same command again to resume from them") from None
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
-    return results
 
 
 def _run_cells(cells, done, partial, data_key, settings, tensors, labels, classic, synthetic_images, real_set,
