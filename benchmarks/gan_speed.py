@@ -1,6 +1,6 @@
 """Training and generation speed of the GAN families, measured against this machine's own conv peak.
 
-For every row the real training step of pathosynth is timed (`_Run.train_step`: the critic
+For every row the real training step of pathosynth is timed (`Run.train_step`: the critic
 update(s), the generator update and the EMA update, with the preset's augmentation and
 penalties); PGGAN rows are timed at their final, full-resolution stage (alpha = 1). Each row's
 FLOPs (convolutions forward and backward, double backward of the gradient penalty included, plus
@@ -193,7 +193,7 @@ def train_row(row: Row, data_dir: str, vois_dir: str, device: Device, quick: boo
     from pathosynth.config import make_config
     from pathosynth.training import distributed
     from pathosynth.training.data import load_training_set
-    from pathosynth.training.loop import _Run
+    from pathosynth.training.run import Run
     from pathosynth.training.mcgan_run import MCGANRun
     from pathosynth.training.vois import load_voi_set
 
@@ -204,7 +204,7 @@ def train_row(row: Row, data_dir: str, vois_dir: str, device: Device, quick: boo
         cache[key] = (load_voi_set if volumes else load_training_set)(config, progress=False)
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        run = (MCGANRun if volumes else _Run)(config, Path(scratch), distributed.start(), cache[key])
+        run = (MCGANRun if volumes else Run)(config, Path(scratch), distributed.start(), cache[key])
         if config.model == "pggan" and config.phase_steps:
             run.step = config.phase_steps * 2 * run.levels + 1  # final stage, fully faded in
         phase = run.phase()

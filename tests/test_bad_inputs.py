@@ -153,11 +153,12 @@ def test_bad_input_is_one_sentence_with_no_output(args, needle, places, tmp_path
 def test_a_failure_before_the_first_checkpoint_leaves_no_run_folder(tiny_brain, tmp_path, monkeypatch):
     from pathosynth.config import make_config
     from pathosynth.training import loop
+    from pathosynth.training.run import Run
 
     def broken_step(self):
         raise RuntimeError("a fault in the first step")
 
-    monkeypatch.setattr(loop._Run, "train_step", broken_step)
+    monkeypatch.setattr(Run, "train_step", broken_step)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="first step"):
         loop.train(make_config("dcgan", "tiny", data=str(tiny_brain)), out, progress=False)

@@ -53,3 +53,14 @@ def test_no_module_outside_the_registry_compares_a_family_name():
                  if "models" not in path.relative_to(SOURCE).parts
                  for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert not offenders, f"family names compared outside models/: {offenders}"
+
+
+def test_the_runs_do_not_import_the_loop_that_drives_them():
+    """The loop picks a family's run; the runs (2D and 3D MCGAN) must not import the loop back."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pathosynth.training.mcgan_run, pathosynth.training.run; "
+            "assert 'pathosynth.training.loop' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

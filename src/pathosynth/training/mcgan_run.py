@@ -1,6 +1,6 @@
 """3D MCGAN's step inside the one training loop (METHODS.md section 4).
 
-Everything but the step is `_Run`'s: checkpoints, resume, EMA, NaN stop, DDP, logging. A step:
+Everything but the step is `Run`'s: checkpoints, resume, EMA, NaN stop, DDP, logging. A step:
 the training VOIs (flipped at random) get their central nodule box replaced by noise; the
 generator, given that and the six condition channels, inpaints the box; the composite (real
 surroundings, generated box) goes to the context discriminator (least squares, paired with the
@@ -22,7 +22,7 @@ from pathosynth.models.mcgan3d import (centre_slices, condition_vector, generato
                                        paste_centre)
 from pathosynth.training import distributed
 from pathosynth.training.ema import standing_statistics
-from pathosynth.training.loop import _Run
+from pathosynth.training.run import Run
 from pathosynth.training.samples import grid_png
 
 GRID_CONTEXTS = 4  # grid rows: training VOIs; columns: the nine size x attenuation conditions
@@ -50,7 +50,7 @@ class MCGANCritic(nn.Module):
         return torch.stack([total, context_loss, nodule_loss, penalty])
 
 
-class MCGANRun(_Run):
+class MCGANRun(Run):
     loss_names = ("loss_d", "context_d", "nodule_d", "gradient_penalty", "loss_g", "context_g", "nodule_g", "l1")
 
     def _build_networks(self) -> None:
