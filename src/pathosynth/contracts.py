@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from pathosynth.errors import UserError
@@ -95,7 +96,7 @@ class RunRecord:
         """{class: sub-run folder relative to the run} for a class-separate run, else None."""
         return self.raw.get("separate") or None
 
-    @property
+    @cached_property  # a class-separate run reads its sub-run's record once
     def data(self) -> dict:
         if self.separate:
             return read_run(self.path / next(iter(self.separate.values()))).raw["data"]
@@ -108,7 +109,7 @@ class RunRecord:
             return {name: self.path / relative for name, relative in self.separate.items()}
         return {None: self.path}
 
-    @property
+    @cached_property
     def intensity(self) -> Intensity:
         return Intensity(**self.data["intensity"])
 

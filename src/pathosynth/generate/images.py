@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from pathosynth import __version__
-from pathosynth.contracts import Intensity, RunRecord, read_run
+from pathosynth.contracts import RunRecord, read_run
 from pathosynth.data.boxes import box_image, box_is_inside, format_boxes
 from pathosynth.data.dataset import Dataset, DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage, plain_direction
@@ -162,8 +162,6 @@ class _Job:
     device: torch.device
     generators: dict
     classes: list[str]
-    data: dict  # the training data's facts (a class-separate run's sub-runs share them)
-    intensity: Intensity
 
     @property
     def config(self) -> dict:
@@ -190,9 +188,8 @@ def _open_run(run_dir: Path, n: int, batch: int) -> _Job:
         raise UserError(f"--batch must be at least 1, got {batch}")
     device = default_device()
     generators = load_generators(record, device)
-    data = record.data
-    classes = list(record.separate) if record.separate else list(data["classes"])
-    return _Job(run_dir, record, device, generators, classes, data, Intensity(**data["intensity"]))
+    classes = list(record.separate) if record.separate else list(record.data["classes"])
+    return _Job(run_dir, record, device, generators, classes)
 
 
 def _labels(job: _Job, label: str | None, n: int) -> list[str]:
@@ -229,7 +226,7 @@ def _layouts(job: _Job, labels: list[str], label: str | None, boxes, boxes_from,
                                 f"and 0 <= y0 < y1 <= {resolution}")
         layouts = [list(map(list, boxes)) for _ in range(n)]
         return _jittered(layouts, Jitter.parse(jitter), resolution, seed, repeat=False) if jitter else layouts
-    source = Path(boxes_from) if boxes_from else Path(job.data["path"])
+    source = Path(boxes_from) if boxes_from else Path(job.record.data["path"])
     if not boxes_from and not (source / "dataset.json").is_file():
         raise UserError(f"{job.run_dir} takes its box layouts from its training data at {source}, which "
                         "is gone; pass --boxes or --boxes-from DIR")
@@ -245,7 +242,7 @@ def _layouts(job: _Job, labels: list[str], label: str | None, boxes, boxes_from,
 
 
 def _dataset_info(job: _Job, out: str | Path, labels: list[str], seed: int) -> DatasetInfo:
-    data, intensity = job.data, job.intensity
+    data, intensity = job.record.data, job.record.intensity
     info = DatasetInfo(
         # named after its own folder, as imported sets are: the training data's name or path is a
         # source's, and stays out (DESIGN.md); the run's record keeps it for whoever holds the run
@@ -286,9 +283,9 @@ def _write_chunk(job: _Job, writer: DatasetWriter, made: _Generator, indices: li
     images = run_generator(made, [seed + i for i in indices],
                            [job.classes.index(labels[i]) for i in indices] if conditional else None,
                            [layouts[i] for i in indices] if box_model else None, job.resolution, job.device)
-    spacing = tuple(job.data.get("spacing") or (1.0, 1.0))
+    spacing = tuple(job.record.data.get("spacing") or (1.0, 1.0))
     for i, image in zip(indices, images):
-        values = job.intensity.restore(image)
+        values = job.record.intensity.restore(image)
         array = values[0] if values.shape[0] == 1 else values
         sample = Sample(id=f"synthetic-{seed + i:08d}", patient_id=f"synthetic-{seed + i:08d}",
                         image="", label=labels[i], split="train", boxes=layouts[i],
