@@ -252,7 +252,7 @@ def add_robust_intervals(entries: list[dict], repeats: int) -> dict:
     comparisons = [d for e in entries if e["kind"] != "synthetic-only"
                    for d in (e.get("difference_vs_real"), e.get("difference_vs_classic")) if d]
     pooled = {}
-    for name in {n for d in comparisons for n in d}:
+    for name in dict.fromkeys(n for d in comparisons for n in d):  # ordered: results.json keeps its key order
         variances = [d[name]["runs_sd"] ** 2 for d in comparisons
                      if name in d and math.isfinite(d[name]["runs_sd"])]
         df = len(variances) * (repeats - 1)
