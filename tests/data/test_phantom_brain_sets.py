@@ -26,20 +26,20 @@ EIGHT_CONNECTED = np.ones((3, 3))
 SCALP_AND_SKULL = [TISSUE_NAMES.index(n) for n in ("skin", "fat", "muscle", "bone", "marrow")]
 
 
+def _built(kind: str, root: Path) -> tuple[Dataset, Path]:
+    """A tiny build of `kind` and the raw case folders it was imported from."""
+    build_phantom(kind, root / "ds", seed=SEED, patients=PATIENTS, tiny=True, keep_raw=root / "raw", progress=False)
+    return Dataset.load(root / "ds"), root / "raw"
+
+
 @pytest.fixture(scope="module")
 def gliomas(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gliomas")
-    build_phantom("brain-mr", root / "ds", seed=SEED, patients=PATIENTS, tiny=True, keep_raw=root / "raw",
-                  progress=False)
-    return Dataset.load(root / "ds"), root / "raw"
+    return _built("brain-mr", tmp_path_factory.mktemp("gliomas"))
 
 
 @pytest.fixture(scope="module")
 def metastases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("metastases")
-    build_phantom("brain-metastases", root / "ds", seed=SEED, patients=PATIENTS, tiny=True, keep_raw=root / "raw",
-                  progress=False)
-    return Dataset.load(root / "ds"), root / "raw"
+    return _built("brain-metastases", tmp_path_factory.mktemp("metastases"))
 
 
 def _cases(raw: Path) -> dict[str, Path]:
