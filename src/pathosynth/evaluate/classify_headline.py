@@ -16,8 +16,9 @@ The answer is "not established" when
 - one training run per setup: the patient bootstrap holds the trained models fixed, but the same
   seed on another CPU (other rounding, another training trajectory) trains other models, so an
   effect must also clear the spread between training runs. A metric moves only when both its
-  patient-bootstrap interval and its interval widened by the runs' spread (`robust_low/high`)
-  exclude 0; each run's own difference is printed beside it.
+  patient-bootstrap interval and its interval widened by the training noise, pooled over the
+  experiment's comparisons (`robust_low/high`, `classify_stats.add_robust_intervals`), exclude 0;
+  each run's own difference is printed beside it.
 
 The 0.5-threshold numbers never make a headline: adding images of one class moves a classifier's
 calibration, and with it the 0.5 operating point.
