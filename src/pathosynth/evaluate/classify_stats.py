@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
@@ -91,77 +92,31 @@ def operating_thresholds(val_y: np.ndarray, val_scores: np.ndarray, specificity:
                      for r in range(val_scores.shape[1])])
 
 
+@dataclass
+class _Experiment:
+    """What every row's statistics read: test and validation labels, test patients, the cells."""
+
+    y: np.ndarray
+    val_y: np.ndarray
+    patients: np.ndarray
+    repeats: int
+    cells: dict
+    n_boot: int
+    seed: int
+
+    def matrix(self, pretrained: bool, row_id: str, key: str) -> np.ndarray:
+        """(images, repeats): a row's scores of every training run."""
+        return np.stack([np.asarray(self.cells[(pretrained, r, row_id)][key], dtype=np.float64)
+                         for r in range(self.repeats)], 1)
+
+
 def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict, settings, seed: int) -> dict:
     """Every number of results.json but the notes, counts and timing; `cells[(pretrained, repeat, row id)]`
     holds a cell's test scores."""
-    y, val_y = real.labels("test"), real.labels("val")
-    patients = np.array([s.patient_id for s in real.splits["test"]])
-    groups = []
-    for p in options:
-        entries = []
-        ensembles, all_scores, all_thresholds = {}, {}, {}
-
-        def matrix(row_id: str, key: str) -> np.ndarray:
-            return np.stack([np.asarray(cells[(p, r, row_id)][key], dtype=np.float64) for r in range(repeats)], 1)
-
-        has_real = any(row.id == "real" for row in rows)
-        target = target_specificity(val_y, matrix("real", "val_scores")) if has_real else None
-        for row in rows:
-            scores = matrix(row.id, "scores")
-            thresholds = (operating_thresholds(val_y, matrix(row.id, "val_scores"), target) if has_real
-                          else np.full(repeats, math.nan))
-            per_repeat = [_repeat_metrics(y, scores[:, r], thresholds[r]) for r in range(repeats)]
-            metrics = {}
-            for name in METRICS if has_real else THRESHOLD_METRICS:
-                values = [m[name] for m in per_repeat]
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    interval = stats.patient_bootstrap(y, scores, patients, metric_function(name, thresholds),
-                                                       n_boot=settings.n_boot, seed=seed)
-                metrics[name] = {"mean": interval.point, "low": interval.low, "high": interval.high,
-                                 "sd": float(np.std(values, ddof=1)) if repeats > 1 else None,
-                                 "repeats": values, "bootstrap_skipped": interval.n_skipped,
-                                 **({"warning": str(caught[0].message)} if caught else {})}
-            ensemble = scores.mean(1)
-            ensembles[row.id] = ensemble
-            all_scores[row.id] = scores
-            all_thresholds[row.id] = thresholds
-            first = [cells[(p, r, row.id)] for r in range(repeats)]
-            entries.append({"setup": row.id, "kind": row.kind, "synthetic": row.synthetic,
-                            "training_images": first[0]["training_images"], "metrics": metrics,
-                            "operating_thresholds": [float(t) for t in thresholds],
-                            "ensemble": stats.binary_metrics(y, ensemble, THRESHOLD),
-                            "epochs": [c["epochs"] for c in first], "best_epochs": [c["best_epoch"] for c in first],
-                            "best_val_loss": [min(h["val_loss"] for h in c["history"]) for c in first]})
-        baseline = ensembles.get("real")
-        for entry in entries:
-            if baseline is None or entry["setup"] == "real":
-                entry["tests_vs_real"] = None
-                entry["difference_vs_real"] = None
-                continue
-            entry["difference_vs_real"] = _differences(y, patients, entry["setup"], "real", all_scores, all_thresholds,
-                                                       repeats, settings.n_boot, seed)
-            ours = ensembles[entry["setup"]]
-            mcnemar = stats.paired_sensitivity_specificity_tests(y, ours >= THRESHOLD, baseline >= THRESHOLD)
-            try:
-                delong = stats.delong_test(y, ours, baseline)
-            except ValueError as error:
-                delong = {"p": None, "error": str(error)}
-            entry["tests_vs_real"] = {"sensitivity_mcnemar": mcnemar["sensitivity"],
-                                      "specificity_mcnemar": mcnemar["specificity"], "auc_delong": delong}
-        # The question the papers ask of GAN DA: does it add anything to classic DA alone?
-        classic = all_scores.get("classic")
-        for entry in entries:
-            entry["difference_vs_classic"] = None
-            if classic is not None and entry["kind"] == "classic+gan":
-                entry["difference_vs_classic"] = _differences(y, patients, entry["setup"], "classic", all_scores,
-                                                              all_thresholds, repeats, settings.n_boot, seed)
-        training_noise = add_robust_intervals(entries, repeats)
-        real_auc = next((e["metrics"]["roc_auc"]["mean"] for e in entries if e["setup"] == "real"), None)
-        groups.append({"pretrained": p, "rows": entries, "training_noise": training_noise,
-                       "operating_point": {"target_specificity": target, "rule": OPERATING_RULE} if has_real else None,
-                       "competence": None if real_auc is None else {
-                           "real_auc": real_auc, "floor": COMPETENCE_FLOOR, "competent": real_auc >= COMPETENCE_FLOOR}})
+    experiment = _Experiment(real.labels("test"), real.labels("val"),
+                             np.array([s.patient_id for s in real.splits["test"]]), repeats, cells, settings.n_boot,
+                             seed)
+    y, patients = experiment.y, experiment.patients
     return {"format": FORMAT, "positive": real.positive, "negative": real.negative,
             "test": {"images": int(len(y)), "positive": int(y.sum()), "negative": int(len(y) - y.sum()),
                      "patients": int(len(set(patients))), "minimum_patients": MIN_TEST_PATIENTS},
@@ -177,7 +132,83 @@ def statistics(real, rows, options: tuple[bool, ...], repeats: int, cells: dict,
                         "interval: mean -+ t x sqrt(bootstrap SE^2 + pooled run variance / repeats), the run "
                         "variance pooled over the comparisons (synthetic-only rows left out), t with "
                         "Welch-Satterthwaite degrees of freedom (training_noise)"),
-            "groups": groups}
+            "groups": [_group(experiment, p, rows) for p in options]}
+
+
+def _group(experiment: _Experiment, pretrained: bool, rows) -> dict:
+    """One weight initialisation's rows: metrics, differences to real and to classic DA, the noise."""
+    has_real = any(row.id == "real" for row in rows)
+    target = (target_specificity(experiment.val_y, experiment.matrix(pretrained, "real", "val_scores"))
+              if has_real else None)
+    entries, scores, thresholds = [], {}, {}
+    for row in rows:
+        scores[row.id] = experiment.matrix(pretrained, row.id, "scores")
+        validation = experiment.matrix(pretrained, row.id, "val_scores")
+        thresholds[row.id] = (operating_thresholds(experiment.val_y, validation, target) if has_real
+                              else np.full(experiment.repeats, math.nan))
+        entries.append(_row_entry(experiment, pretrained, row, scores[row.id], thresholds[row.id], has_real))
+    _compare(experiment, entries, scores, thresholds)
+    training_noise = add_robust_intervals(entries, experiment.repeats)
+    real_auc = next((e["metrics"]["roc_auc"]["mean"] for e in entries if e["setup"] == "real"), None)
+    return {"pretrained": pretrained, "rows": entries, "training_noise": training_noise,
+            "operating_point": {"target_specificity": target, "rule": OPERATING_RULE} if has_real else None,
+            "competence": None if real_auc is None else {
+                "real_auc": real_auc, "floor": COMPETENCE_FLOOR, "competent": real_auc >= COMPETENCE_FLOOR}}
+
+
+def _row_entry(experiment: _Experiment, pretrained: bool, row, scores: np.ndarray, thresholds: np.ndarray,
+               has_real: bool) -> dict:
+    y, repeats = experiment.y, experiment.repeats
+    per_repeat = [_repeat_metrics(y, scores[:, r], thresholds[r]) for r in range(repeats)]
+    metrics = {}
+    for name in METRICS if has_real else THRESHOLD_METRICS:
+        values = [m[name] for m in per_repeat]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            interval = stats.patient_bootstrap(y, scores, experiment.patients, metric_function(name, thresholds),
+                                               n_boot=experiment.n_boot, seed=experiment.seed)
+        metrics[name] = {"mean": interval.point, "low": interval.low, "high": interval.high,
+                         "sd": float(np.std(values, ddof=1)) if repeats > 1 else None,
+                         "repeats": values, "bootstrap_skipped": interval.n_skipped,
+                         **({"warning": str(caught[0].message)} if caught else {})}
+    first = [experiment.cells[(pretrained, r, row.id)] for r in range(repeats)]
+    return {"setup": row.id, "kind": row.kind, "synthetic": row.synthetic,
+            "training_images": first[0]["training_images"], "metrics": metrics,
+            "operating_thresholds": [float(t) for t in thresholds],
+            "ensemble": stats.binary_metrics(y, scores.mean(1), THRESHOLD),
+            "epochs": [c["epochs"] for c in first], "best_epochs": [c["best_epoch"] for c in first],
+            "best_val_loss": [min(h["val_loss"] for h in c["history"]) for c in first]}
+
+
+def _compare(experiment: _Experiment, entries: list[dict], scores: dict, thresholds: dict) -> None:
+    """Each row's paired differences and tests against real only, and GAN DA's against classic DA."""
+    y, patients = experiment.y, experiment.patients
+
+    def differences(setup: str, reference: str) -> dict:
+        return _differences(y, patients, setup, reference, scores, thresholds, experiment.repeats,
+                            experiment.n_boot, experiment.seed)
+
+    baseline = scores["real"].mean(1) if "real" in scores else None
+    for entry in entries:
+        entry["tests_vs_real"], entry["difference_vs_real"] = None, None
+        if baseline is not None and entry["setup"] != "real":
+            entry["difference_vs_real"] = differences(entry["setup"], "real")
+            entry["tests_vs_real"] = _tests(y, scores[entry["setup"]].mean(1), baseline)
+    # The question the papers ask of GAN DA: does it add anything to classic DA alone?
+    for entry in entries:
+        entry["difference_vs_classic"] = None
+        if "classic" in scores and entry["kind"] == "classic+gan":
+            entry["difference_vs_classic"] = differences(entry["setup"], "classic")
+
+
+def _tests(y: np.ndarray, ours: np.ndarray, baseline: np.ndarray) -> dict:
+    mcnemar = stats.paired_sensitivity_specificity_tests(y, ours >= THRESHOLD, baseline >= THRESHOLD)
+    try:
+        delong = stats.delong_test(y, ours, baseline)
+    except ValueError as error:
+        delong = {"p": None, "error": str(error)}
+    return {"sensitivity_mcnemar": mcnemar["sensitivity"], "specificity_mcnemar": mcnemar["specificity"],
+            "auc_delong": delong}
 
 
 OPERATING_RULE = ("target specificity: the real-only model's validation specificity at 0.5, averaged over its "

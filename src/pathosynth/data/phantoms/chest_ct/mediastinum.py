@@ -15,10 +15,15 @@ if TYPE_CHECKING:
 def lay_out_mediastinum(ph: Phantom) -> None:
     """Set `dome`, `heart`, `main_bronchi`, `central_air`, `esophagus`, `great_vessels`,
     `hila`, `left_atrium` and `aorta`. Tube pieces are (p0, p1, r0, r1), airways with a wall
-    thickness after the radii."""
+    thickness after the radii. The parts are drawn in this order from the phantom's RNG."""
+    _domes_and_heart(ph)
+    trachea = _airways(ph)
+    _great_vessels(ph, trachea)
+
+
+def _domes_and_heart(ph: Phantom) -> None:
     k, kz, Lz = ph.k, ph.kz, ph.Lz
     U = ph.uniform
-    xm, yv, r_vb = ph.x_mid, ph.yv, ph.r_vb
     # diaphragm domes: z of the lung base, a paraboloid per side
     zR = U(0.12, 0.22) * Lz
     zL = zR - U(6, 18) * kz
@@ -27,11 +32,16 @@ def lay_out_mediastinum(ph: Phantom) -> None:
     # heart: a rotated ellipsoid on the diaphragm, left of the midline
     A, B, C = U(48, 58) * k, U(33, 40) * k, U(0.18, 0.23) * Lz
     hz = max(zR, zL) + C * U(0.35, 0.55)
-    y_back = yv - r_vb - U(12, 18) * k  # the heart's back lies in front of the esophagus
-    ph.heart = dict(x=xm + U(15, 25) * k, y=y_back - B * U(1.0, 1.15), z=hz, A=A, B=B, C=C,
+    y_back = ph.yv - ph.r_vb - U(12, 18) * k  # the heart's back lies in front of the esophagus
+    ph.heart = dict(x=ph.x_mid + U(15, 25) * k, y=y_back - B * U(1.0, 1.15), z=hz, A=A, B=B, C=C,
                     psi=float(np.radians(U(28, 42))), tilt=U(0.15, 0.35), fat=U(2, 8) * k)
-    h = ph.heart
-    # airways: trachea, carina, main bronchi
+
+
+def _airways(ph: Phantom) -> tuple[float, float]:
+    """Trachea, carina, main bronchi and the esophagus; returns the trachea's y and the carina's z."""
+    k, kz, Lz = ph.k, ph.kz, ph.Lz
+    U = ph.uniform
+    xm, yv, r_vb = ph.x_mid, ph.yv, ph.r_vb
     r_es = U(6.5, 8.5) * k
     y_es = yv - r_vb - r_es - U(1, 3) * k
     r_tr = U(8, 11) * k
@@ -49,7 +59,17 @@ def lay_out_mediastinum(ph: Phantom) -> None:
     ]
     ph.esophagus = (np.array([xm + 2 * k, y_es, Lz + 10]),
                     np.array([xm + 12 * k, y_es - 6 * k, -10.0]), r_es)
-    # great vessels; tubes run 10 mm past the scan ends so no end cap shows
+    return y_tr, z_car
+
+
+def _great_vessels(ph: Phantom, trachea: tuple[float, float]) -> None:
+    """Aorta and its arch, pulmonary arteries, veins; tubes run 10 mm past the scan ends so no
+    end cap shows."""
+    k, kz, Lz = ph.k, ph.kz, ph.Lz
+    U = ph.uniform
+    xm, yv, r_vb, h = ph.x_mid, ph.yv, ph.r_vb, ph.heart
+    y_tr, z_car = trachea
+    hz, C = h["z"], h["C"]
     ves = []
     r_aa, r_da = U(13, 17) * k, U(10.5, 13) * k
     x_aa, y_aa = xm - U(12, 20) * k, y_tr - U(20, 28) * k
@@ -81,20 +101,29 @@ def lay_out_mediastinum(ph: Phantom) -> None:
     lpa_mid = np.array([xm + 28 * k, y_tr - 2 * k, z_car - 2 * kz])
     ves.append((bif, lpa_mid, 0.72 * r_pa, 0.68 * r_pa))
     ves.append((lpa_mid, ph.hila["L"], 0.68 * r_pa, 0.6 * r_pa))
-    # SVC, left brachiocephalic vein, azygos
+    ves += _veins(ph, x_aa, y_aa, r_aa, z_car)
+    ph.left_atrium = np.array([h["x"] - 8 * k, h["y"] + h["B"] * 0.75, hz + 0.35 * C])
+    ph.great_vessels = ves
+    ph.aorta = (arch, r_aa, r_da)
+
+
+def _veins(ph: Phantom, x_aa: float, y_aa: float, r_aa: float, z_car: float) -> list:
+    """SVC, left brachiocephalic vein, azygos."""
+    k, kz, Lz = ph.k, ph.kz, ph.Lz
+    U = ph.uniform
+    xm, yv, r_vb, h = ph.x_mid, ph.yv, ph.r_vb, ph.heart
+    ves = []
     r_svc = U(8, 11) * k
     svc_x, svc_y = x_aa - r_aa - r_svc + 2 * k, y_aa + U(2, 8) * k
     ves.append((np.array([svc_x, svc_y, Lz + 10]),
-                np.array([svc_x + 4 * k, svc_y - 2 * k, hz + 0.55 * C]), r_svc, r_svc))
+                np.array([svc_x + 4 * k, svc_y - 2 * k, h["z"] + 0.55 * h["C"]]), r_svc, r_svc))
     z_bcv = Lz - U(6, 16) * kz
     ves.append((np.array([xm + 45 * k, y_aa - 12 * k, z_bcv + 8 * kz]),
                 np.array([svc_x, svc_y, z_bcv]), 6 * k, 6.5 * k))
     az = np.array([xm - r_vb * 0.6, yv - r_vb * 0.9, z_car + 4 * kz])
     ves.append((np.array([az[0], az[1] + 2 * k, -10.0]), az, 3.5 * k, 3.5 * k))
     ves.append((az, np.array([svc_x, svc_y + 3 * k, z_car + 8 * kz]), 3.5 * k, 4 * k))
-    ph.left_atrium = np.array([h["x"] - 8 * k, h["y"] + h["B"] * 0.75, hz + 0.35 * C])
-    ph.great_vessels = ves
-    ph.aorta = (arch, r_aa, r_da)
+    return ves
 
 
 def heart_field(ph: Phantom) -> tuple[np.ndarray, slice]:

@@ -73,38 +73,13 @@ def _grow(ph: Phantom, roots, bronchi: bool):
     arrays."""
     rng, g, k = ph.rng, ph.grid, ph.k
     lung = ph.lung
-    vp0, vp1, vr0, vr1 = [], [], [], []
-    ap0, ap1, ar0, ar1, aw = [], [], [], [], []
+    vessels: tuple[list, ...] = ([], [], [], [])
+    airways: tuple[list, ...] = ([], [], [], [], [])
+    vp0, vp1, vr0, vr1 = vessels
+    ap0, ap1, ar0, ar1, aw = airways
     # live tips: position, direction, radius, bronchus position, bronchus side vector
-    P, D, R, B, W = [], [], [], [], []
-    ts = np.arange(0, 36 * k, 1.5 * k)
-    for start, d, r, bstart in roots:
-        # march along d until well inside the lung: the root piece crosses the hilum; a
-        # direction that does not reach the lung soon is swung round (a few tries)
-        for _try in range(6):
-            pts = start[None] + ts[:, None] * d[None]
-            ok = g.lookup(lung, pts) & g.lookup(lung, pts + 4 * k * d[None])
-            hit = np.flatnonzero(ok)
-            if len(hit):
-                break
-            d = unit(d + rng.normal(0, 0.6, 3))
-        else:
-            continue
-        end = pts[hit[0]] + 2 * k * d
-        vp0.append(start[None]), vp1.append(end[None]), vr0.append([r * 1.1]), vr1.append([r])
-        w = unit(np.cross(d, [0.0, 0.0, 1.0]) + rng.normal(0, 0.3, 3))
-        off = unit(w - np.dot(w, d) * d) * (1.9 * r + 0.6)
-        if bronchi and bstart is not None and r > 1.2:
-            ap0.append(bstart[None]), ap1.append((end + off)[None])
-            ar0.append([1.2 * r]), ar1.append([0.95 * r]), aw.append([max(0.6, 0.2 * r)])
-        P.append(end)
-        D.append(d)
-        R.append(r)
-        B.append(end + off)
-        W.append(w)
-    if P:
-        P, D, R, B, W = (np.array(a, dtype=float) for a in (P, D, R, B, W))
-        bounces = np.zeros(len(P), dtype=int)
+    P, D, R, B, W = _root_tips(ph, roots, bronchi, vessels, airways)
+    bounces = np.zeros(len(P), dtype=int)
     r_min = 0.4
     total = 0
     for _gen in range(80):
@@ -156,15 +131,51 @@ def _grow(ph: Phantom, roots, bronchi: bool):
         bounces = np.concatenate([bounces[idx], np.zeros(m, dtype=int), bt])
         live = R >= r_min
         P, D, R, W, B, bounces = P[live], D[live], R[live], W[live], B[live], bounces[live]
+    return ((_stack(vp0, 3), _stack(vp1, 3), _stack(vr0, 1), _stack(vr1, 1)),
+            (_stack(ap0, 3), _stack(ap1, 3), _stack(ar0, 1), _stack(ar1, 1), _stack(aw, 1)))
 
-    def cat(parts, width):
-        if not parts:
-            return np.zeros((0, 3) if width == 3 else (0,))
-        return np.concatenate([np.asarray(a, dtype=float).reshape(-1, width) for a in parts]
-                              ).reshape((-1, 3) if width == 3 else (-1,))
 
-    return ((cat(vp0, 3), cat(vp1, 3), cat(vr0, 1), cat(vr1, 1)),
-            (cat(ap0, 3), cat(ap1, 3), cat(ar0, 1), cat(ar1, 1), cat(aw, 1)))
+def _root_tips(ph: Phantom, roots, bronchi: bool, vessels: tuple[list, ...], airways: tuple[list, ...]):
+    """The root pieces across the hila (appended to `vessels` and `airways`) and the tips they
+    leave inside the lung: positions, directions, radii, bronchus positions, bronchus side vectors."""
+    rng, g, k = ph.rng, ph.grid, ph.k
+    vp0, vp1, vr0, vr1 = vessels
+    ap0, ap1, ar0, ar1, aw = airways
+    P, D, R, B, W = [], [], [], [], []
+    ts = np.arange(0, 36 * k, 1.5 * k)
+    for start, d, r, bstart in roots:
+        # march along d until well inside the lung: the root piece crosses the hilum; a
+        # direction that does not reach the lung soon is swung round (a few tries)
+        for _try in range(6):
+            pts = start[None] + ts[:, None] * d[None]
+            ok = g.lookup(ph.lung, pts) & g.lookup(ph.lung, pts + 4 * k * d[None])
+            hit = np.flatnonzero(ok)
+            if len(hit):
+                break
+            d = unit(d + rng.normal(0, 0.6, 3))
+        else:
+            continue
+        end = pts[hit[0]] + 2 * k * d
+        vp0.append(start[None]), vp1.append(end[None]), vr0.append([r * 1.1]), vr1.append([r])
+        w = unit(np.cross(d, [0.0, 0.0, 1.0]) + rng.normal(0, 0.3, 3))
+        off = unit(w - np.dot(w, d) * d) * (1.9 * r + 0.6)
+        if bronchi and bstart is not None and r > 1.2:
+            ap0.append(bstart[None]), ap1.append((end + off)[None])
+            ar0.append([1.2 * r]), ar1.append([0.95 * r]), aw.append([max(0.6, 0.2 * r)])
+        P.append(end)
+        D.append(d)
+        R.append(r)
+        B.append(end + off)
+        W.append(w)
+    return tuple(np.array(a, dtype=float) for a in (P, D, R, B, W))
+
+
+def _stack(parts: list, width: int) -> np.ndarray:
+    """Pieces appended generation by generation, as one array ((N, 3) points or (N,) radii)."""
+    if not parts:
+        return np.zeros((0, 3) if width == 3 else (0,))
+    return np.concatenate([np.asarray(a, dtype=float).reshape(-1, width) for a in parts]
+                          ).reshape((-1, 3) if width == 3 else (-1,))
 
 
 def _tree_centre(ph: Phantom, pts: np.ndarray) -> np.ndarray:

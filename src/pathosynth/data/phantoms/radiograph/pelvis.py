@@ -21,14 +21,22 @@ from pathosynth.data.phantoms.radiograph.shapes import (
 
 def pelvis_attenuation(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: float, rng,
                        texture: np.ndarray) -> np.ndarray:
-    """Extra attenuation (line integral) of the hemipelvis around a left acetabulum."""
+    """Extra attenuation (line integral) of the hemipelvis around a left acetabulum. The parts
+    draw from `rng` in this order."""
+    plate_att, cup = _ilium(X, Y, p, g, px, rng, texture)
+    ring_att = _pubo_ischial_ring(X, Y, p, g, rng, texture)
+    att = np.maximum(plate_att, ring_att) + 0.35 * np.minimum(plate_att, ring_att)
+    return _add_acetabular_details(att, X, Y, p, g, px, cup)
+
+
+def _ilium(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: float, rng,
+           texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The plate's attenuation, and the cup (inside the joint space's outer radius)."""
     H, R = g.H, g.R
     Rc = R + p.joint_space
     ce = math.radians(p.ce_angle)
     bmd_f = 0.6 + 0.5 * p.bmd
-    dx, dy = X - H[0], Y - H[1]
-    rr = np.hypot(dx, dy)
-    psi = np.arctan2(dx, -dy)                                       # 0 up, positive lateral
+    rr = np.hypot(X - H[0], Y - H[1])
     # ilium, acetabular body and quadrilateral plate: a plate with rounded, corticated edges,
     # bounded laterally by a border rising from the lateral acetabular edge and medially by the
     # iliopectineal / ilioischial line; the cup is open above the head (the joint space)
@@ -52,7 +60,13 @@ def pelvis_attenuation(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: f
     plate_att = MU_PLATE * thick * np.sqrt(1.0 - (1.0 - edge) ** 2)
     plate_att = plate_att * (1.0 + 0.06 * texture)
     plate_att = (plate_att + MU_CORTEX * (1.0 + 1.5 * p.bmd) * np.exp(-inside / 1.0)) * plate * fade
+    return plate_att, cup
 
+
+def _pubo_ischial_ring(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, rng, texture: np.ndarray) -> np.ndarray:
+    R = g.R
+    H = g.H
+    bmd_f = 0.6 + 0.5 * p.bmd
     # pubo-ischial ring around the obturator foramen, round in cross-section: thick superior ramus
     # and ischium, a thin inferior ramus; the superior ramus runs on medially out of the crop
     cf = H + R * np.array([rng.uniform(-2.0, -1.6), rng.uniform(2.0, 2.35)])
@@ -87,8 +101,19 @@ def pelvis_attenuation(X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: f
     h_out = smooth_union([f_ring, f_sup], [band, rs], 4.0)
     h_in = np.minimum(smooth_union([fi_ring, fi_sup], [band - tc_r, rs - tc_r], 4.0), h_out)
     ring_att = MU_CORTEX * 2 * (h_out - h_in) + 0.8 * MU_TRABECULAR * bmd_f * 2 * h_in * (1.0 + 0.1 * texture)
-    att = np.maximum(plate_att, ring_att) + 0.35 * np.minimum(plate_att, ring_att)
+    return ring_att
 
+
+def _add_acetabular_details(att: np.ndarray, X: np.ndarray, Y: np.ndarray, p: Patient, g: Femur, px: float,
+                            cup: np.ndarray) -> np.ndarray:
+    """`att` with the acetabular walls over the head, the sclerotic roof and the teardrop."""
+    H, R = g.H, g.R
+    Rc = R + p.joint_space
+    ce = math.radians(p.ce_angle)
+    bmd_f = 0.6 + 0.5 * p.bmd
+    dx, dy = X - H[0], Y - H[1]
+    rr = np.hypot(dx, dy)
+    psi = np.arctan2(dx, -dy)                                       # 0 up, positive lateral
     # the acetabular walls project over the head: their rims cross it obliquely
     pw = (X - (H[0] - 0.45 * R)) ** 2 + (Y - (H[1] + 0.35 * R)) ** 2 < (0.95 * Rc) ** 2
     aw = (X - (H[0] - 0.85 * R)) ** 2 + (Y - (H[1] - 0.1 * R)) ** 2 < (0.75 * Rc) ** 2

@@ -17,6 +17,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _admin_and_study_tables()
+    _case_and_reader_tables()
+    _answer_tables()
+    _teaching_table()
+
+
+def _admin_and_study_tables() -> None:
     op.create_table('admins',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('username', sa.String(length=80), nullable=False),
@@ -43,6 +50,9 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
+
+
+def _case_and_reader_tables() -> None:
     op.create_table('admin_sessions',
     sa.Column('token', sa.String(length=64), nullable=False),
     sa.Column('admin_id', sa.Integer(), nullable=False),
@@ -80,6 +90,8 @@ def upgrade() -> None:
     with op.batch_alter_table('readers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_readers_study_id'), ['study_id'], unique=False)
 
+
+def _answer_tables() -> None:
     op.create_table('answers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reader_id', sa.Integer(), nullable=False),
@@ -126,6 +138,8 @@ def upgrade() -> None:
     with op.batch_alter_table('survey_answers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_survey_answers_reader_id'), ['reader_id'], unique=False)
 
+
+def _teaching_table() -> None:
     op.create_table('teaching_cases',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reader_id', sa.Integer(), nullable=False),
@@ -148,7 +162,6 @@ def upgrade() -> None:
     with op.batch_alter_table('teaching_cases', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_teaching_cases_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_teaching_cases_reader_id'), ['reader_id'], unique=False)
-
 
 
 def downgrade() -> None:
