@@ -38,6 +38,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pathosynth.models import family
 from pathosynth.runtime import cpu_name
 
 import torch
@@ -192,21 +193,18 @@ def conv_peak(device: Device, repeats: int) -> list[dict]:
 def train_row(row: Row, data_dir: str, vois_dir: str, device: Device, quick: bool, cache: dict) -> dict:
     from pathosynth.config import make_config
     from pathosynth.training import distributed
-    from pathosynth.training.data import load_training_set
     from pathosynth.training.run import Run
-    from pathosynth.training.mcgan_run import MCGANRun
-    from pathosynth.training.vois import load_voi_set
 
-    volumes = row.model == "mcgan3d"
+    volumes = family(row.model).spatial_dims == 3
     config = make_config(row.model, "small", data=vois_dir if volumes else data_dir, **row.overrides)
-    key = (config.model == "mcgan3d", config.resolution, config.boxes, config.classes, config.label, config.split)
+    key = (volumes, config.resolution, config.boxes, config.classes, config.label, config.split)
     if key not in cache:
-        cache[key] = (load_voi_set if volumes else load_training_set)(config, progress=False)
+        cache[key] = family(row.model).step.load_data(config, progress=False)
     torch.manual_seed(config.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        run = (MCGANRun if volumes else Run)(config, Path(scratch), distributed.start(), cache[key])
-        if config.model == "pggan" and config.phase_steps:
-            run.step = config.phase_steps * 2 * run.levels + 1  # final stage, fully faded in
+        run = Run(config, Path(scratch), distributed.start(), progress=False, data=cache[key])
+        if getattr(config.family, "phase_steps", 0):
+            run.step = config.family.phase_steps * 2 * run.trainer.levels + 1  # final stage, fully faded in
         phase = run.phase()
         counter = FlopCount()
         device.sync()
@@ -226,7 +224,7 @@ def train_row(row: Row, data_dir: str, vois_dir: str, device: Device, quick: boo
                       if repeats else math.inf)
     flops = counter.total
     return {"key": row.key, "label": row.label, "model": config.model, "batch": config.batch,
-            "resolution": config.resolution, "critic_steps": config.critic_steps, "phase": phase,
+            "resolution": config.resolution, "critic_steps": config.family.critic_steps, "phase": phase,
             "config": {k: v for k, v in config.to_json().items() if k not in ("notes", "data")},
             "first_step_s": first, "step_s": seconds, "timed_steps": repeats * per_repeat + 1,
             "images_per_s": config.batch / seconds, "gflop_per_step": flops / 1e9,
@@ -238,13 +236,15 @@ def train_row(row: Row, data_dir: str, vois_dir: str, device: Device, quick: boo
 
 def generate_row(row: Row, device: Device, quick: bool, channels: int = 1) -> dict:
     from pathosynth.config import make_config
-    from pathosynth.models import build_generator, generator_kwargs, latents_for_seeds
-    from pathosynth.models.pggan import box_image
+    from pathosynth.data.boxes import box_image
+    from pathosynth.latents import latents_for_seeds
+    from pathosynth.models import build_generator
 
     config = make_config(row.model, "small", **row.overrides)
     torch.manual_seed(config.seed)
-    generator = build_generator(config.model, generator_kwargs(config, channels, 0)).to(device.device).eval()
-    volumes = config.model == "mcgan3d"
+    generator = build_generator(config.model, family(row.model).generator_kwargs(config, channels, 0))
+    generator = generator.to(device.device).eval()
+    volumes = family(row.model).spatial_dims == 3
     batch = GENERATE_BATCH_3D if volumes else GENERATE_BATCH
     if device.cuda and config.channels_last:
         generator.to(memory_format=torch.channels_last_3d if volumes else torch.channels_last)
@@ -256,7 +256,7 @@ def generate_row(row: Row, device: Device, quick: bool, channels: int = 1) -> di
     if config.boxes:
         side = config.resolution
         boxes = [[[side * 0.3, side * 0.35, side * 0.55, side * 0.6]]] * GENERATE_BATCH
-        kwargs["boxes"] = box_image(boxes, side).to(device.device)
+        kwargs["boxes"] = torch.from_numpy(box_image(boxes, side)).to(device.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (device.cuda and config.amp) else nullcontext()
 
     def forward():
@@ -328,7 +328,7 @@ def main() -> None:
             print("building a 4-patient brain-MR phantom ...", file=sys.stderr)
             data_dir = str(build_phantom("brain-mr", Path(scratch) / "brain-mr", patients=4, progress=False))
         vois_dir = args.vois
-        if not vois_dir and any(r.model == "mcgan3d" for r in train_rows):
+        if not vois_dir and any(family(r.model).spatial_dims == 3 for r in train_rows):
             from pathosynth.data.phantoms import build_phantom
 
             print("building a 6-patient chest-CT phantom ...", file=sys.stderr)
@@ -365,8 +365,8 @@ def main() -> None:
         print(f"WARNING: other processes kept {others:.1f} of {os.cpu_count()} cores busy: these timings are "
               "slower than on an idle machine (with 2 threads on 2 cores, several times slower); "
               "run again when the machine is idle")
-    volumes = any(r.model == "mcgan3d" for r in train_rows)
-    flat = any(r.model != "mcgan3d" for r in train_rows)
+    volumes = any(family(r.model).spatial_dims == 3 for r in train_rows)
+    flat = any(family(r.model).spatial_dims == 2 for r in train_rows)
     data = ([args.data or "brain-mr phantom, 4 patients"] if flat else []) + \
         ([args.vois or "chest-ct phantom VOIs, 6 patients"] if volumes else [])
     print(f"data: {', '.join(data) or 'none (generation only)'}; {'quick' if args.quick else 'full'} run")

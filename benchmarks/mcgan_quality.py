@@ -48,7 +48,7 @@ def _boxes(dataset, samples, box: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _labels(samples) -> tuple[np.ndarray, np.ndarray]:
-    from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
+    from pathosynth.data.nodules import ATTENUATIONS, SIZES
 
     return (np.array([SIZES.index(s.attributes["size"]) for s in samples]),
             np.array([ATTENUATIONS.index(s.attributes["attenuation"]) for s in samples]))
@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     from pathosynth.data.dataset import Dataset
     from pathosynth.generate.inpaint import load_inpainter
-    from pathosynth.models.mcgan3d import ATTENUATIONS, SIZES
+    from pathosynth.data.nodules import ATTENUATIONS, SIZES
     from pathosynth.runtime import configure_torch_threads
 
     configure_torch_threads(args.threads)

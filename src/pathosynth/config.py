@@ -8,58 +8,41 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pathosynth.errors import UserError
 from pathosynth.models import FAMILIES, family
+from pathosynth.models.family import flag, require_at_least_one
 
 MODELS = tuple(FAMILIES)
-PRESETS = ("paper", "small", "tiny")
-CLASS_MODES = ("conditional", "separate", "none")
-LOSSES = ("nonsaturating", "wasserstein", "wgan-gp", "least-squares")
-OPTIMIZERS = ("adam", "rmsprop")
+Preset = Literal["paper", "small", "tiny"]
+ClassMode = Literal["conditional", "separate", "none"]
+Optimizer = Literal["adam", "rmsprop"]
+PRESETS: tuple[str, ...] = get_args(Preset)
 
 
 @dataclass
 class TrainConfig:
-    model: str = "dcgan"
-    preset: str = "small"
+    """The settings every family shares; `family` is the chosen family's own typed section
+    (`models/<family>.py`)."""
+
+    model: str
+    family: Any  # the dataclass instance of FAMILIES[model].config
+    preset: Preset = "small"
     data: str = ""
     split: str = "train"
     # "conditional": one GAN with the label as input; "separate": one GAN per class, as the papers
     # train them; "none": labels ignored (with `label`, only that class's images are used).
-    classes: str = "conditional"
+    classes: ClassMode = "conditional"
     label: str | None = None
     boxes: bool = False  # conditioned on a box image: CPGGAN, or the U-Net image-to-image baseline
-    resolution: int = 64
-    latent_dim: int = 100
-    width: int = 32  # channels at the finest level (PGGAN: at the full-resolution stage)
-    max_width: int = 512  # PGGAN: cap on the coarse stages' channels
-    unet_widths: tuple[int, ...] = (16, 32, 64, 128)
+    resolution: int = 64  # image side in px (3D: the VOI's side)
     batch: int = 64
     steps: int = 2000  # generator updates
-    critic_steps: int = 1  # discriminator updates per generator update
-    loss: str = "nonsaturating"
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    clip: float = 0.0  # WGAN weight clipping bound (0: off)
-    gp_weight: float = 0.0
-    drift_weight: float = 0.0
-    l1_weight: float = 0.0  # U-Net baseline: L1 to the real image with the same boxes (pix2pix)
-    phase_steps: int = 0  # PGGAN: steps per fade-in and per stabilisation phase (0: no growing)
-    random_crop: int = 0  # PGGAN's augmentation: random crop shifting real images 0..N px (full res)
-    diffaugment: str = ""  # DiffAugment policy for D, e.g. "brightness,contrast,translation,cutout"
-    # DCGAN/WGAN: spectral normalisation on every discriminator convolution (Miyato et al. 2018),
-    # beyond the papers: on the brain phantom it cut the small DCGAN's mode collapse
-    # (docs/benchmarks.md, "GAN quality").
-    spectral_norm: bool = False
-    # 3D MCGAN (METHODS section 4): `resolution` is the VOI's side, `unet_widths` the generator's,
-    # `width` both discriminators'; the nodule box is the inpainted centre.
-    nodule_box: int = 32
-    label_flip: float = 0.0  # swap real/synthetic targets of the context D this often (1/3 in the paper)
-    flips: bool = False  # random left-right / front-back flips of the training VOIs
     ema_decay: float = 0.999
     log_every: int = 10
     sample_every: int = 500
@@ -76,18 +59,26 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for name in ("unet_widths", "betas"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        """A run's config.json; runs written before the families had sections hold one flat dict."""
+        section_class = family(data["model"]).config
+        section = data.get("family", data)  # the flat layout: the family's fields among the shared ones
+        return cls(family=section_class(**_known(section_class, section)), **_known(cls, data, exclude="family"))
+
+
+def _known(dataclass_type: type, values: dict, exclude: str = "") -> dict:
+    """The values that are fields of `dataclass_type` (JSON lists back to tuples)."""
+    names = {f.name for f in fields(dataclass_type)} - {exclude}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+
+
+def shared_fields() -> set[str]:
+    return {f.name for f in fields(TrainConfig)} - {"model", "family", "preset"}
 
 
 # ------------------------------------------------------------------------------------ presets
 
-# Values every family shares under a preset; each family's own settings and presets are in its file
-# (models/family.py), applied around these.
+# Values under a preset for every family that has the field; each family's own settings and presets
+# are in its file (models/family.py), applied around these.
 _COMMON: dict[str, dict[str, Any]] = {
     "paper": {},
     "small": {},
@@ -96,60 +87,57 @@ _COMMON: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_values(model: str, preset: str, boxes: bool = False) -> dict:
+def make_config(model: str, preset: str = "small", **overrides) -> TrainConfig:
+    """The preset's config with `overrides` applied (None means: keep the preset's value)."""
     chosen = family(model)
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-    return chosen.preset_values(preset, _COMMON[preset], boxes)
-
-
-def make_config(model: str, preset: str = "small", **overrides) -> TrainConfig:
-    """The preset's config with `overrides` applied (None means: keep the preset's value)."""
-    values = preset_values(model, preset, bool(overrides.get("boxes")))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = set(values) - {f.name for f in fields(TrainConfig)}
-    if unknown:
-        raise TypeError(f"unknown config field(s): {', '.join(sorted(unknown))}")
-    config = TrainConfig(model=model, preset=preset, **values)
+    own, shared = {f.name for f in fields(chosen.config)}, shared_fields()
+    common = {k: v for k, v in _COMMON[preset].items() if k in own | shared}
+    values = chosen.preset_values(preset, common, bool(overrides.get("boxes")))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    _refuse_foreign(model, set(given) - own - shared)
+    values.update(given)
+    stray = set(values) - own - shared
+    if stray:  # a family's preset naming a field nobody has: a bug in the family's file
+        raise TypeError(f"{model} presets name unknown config field(s): {', '.join(sorted(stray))}")
+    section = chosen.config(**{k: v for k, v in values.items() if k in own})
+    config = TrainConfig(model=model, family=section, preset=preset,  # type: ignore[arg-type]
+                         **{k: v for k, v in values.items() if k in shared})
     check_config(config)
     return config
+
+
+def _refuse_foreign(model: str, names: set[str]) -> None:
+    """Settings of other families: one sentence naming whose they are."""
+    for name in sorted(names):
+        owners = [other for other, f in FAMILIES.items() if name in {x.name for x in fields(f.config)}]
+        if not owners:
+            raise TypeError(f"unknown config field: {name}")
+        raise UserError(f"--{flag(name)} is a {'/'.join(o.upper() for o in owners)} option; {model} has no such "
+                        f"setting: drop --{flag(name)}")
 
 
 def check_config(config: TrainConfig) -> None:
     """Reject combinations no run could train, in one sentence each."""
     chosen = family(config.model)
+    _check_choices(config)
+    _check_choices(config.family)
     resolution = config.resolution
     # 3D families check their VOI side themselves
     if chosen.spatial_dims == 2 and (resolution < 8 or 2 ** round(math.log2(resolution)) != resolution):
         raise UserError(f"resolution {resolution} is not a power of two >= 8; use e.g. 64, 128 or 256")
-    if config.classes not in CLASS_MODES:
-        raise UserError(f"unknown --classes '{config.classes}'; choose one of {', '.join(CLASS_MODES)}")
-    if config.loss not in LOSSES:
-        raise UserError(f"unknown loss '{config.loss}'; choose one of {', '.join(LOSSES)}")
-    if config.optimizer not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer '{config.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
-    chosen.check(config)
+    config.family.check(config)
     if config.boxes and chosen.boxes == "never":
         boxed = " or ".join(name for name, f in FAMILIES.items() if f.boxes != "never")
         raise UserError(f"{config.model} has no box conditioning; use --model {boxed} (pggan with --boxes is CPGGAN)")
-    if config.spectral_norm and "spectral_norm" not in chosen.options:
-        owners = "/".join(name.upper() for name, f in FAMILIES.items() if "spectral_norm" in f.options)
-        raise UserError(f"--spectral-norm is a {owners} option; {config.model} has its own normalisation "
-                        "(PGGAN: equalised learning rate; U-Net GAN: batch norm): drop --spectral-norm")
     if config.label and config.classes != "none":
         raise UserError(f"--label trains on one class only, which --classes {config.classes} contradicts; "
                         "drop --classes or pass --classes none")
-    for name in ("batch", "steps", "critic_steps", "log_every", "sample_every", "checkpoint_every", "width"):
-        if getattr(config, name) < 1:
-            raise UserError(f"{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    if chosen.latent and config.latent_dim < 1:
-        raise UserError(f"{config.model} draws images from a latent vector: latent-dim must be at least 1, "
-                        f"got {config.latent_dim}")
+    require_at_least_one(config, "batch", "steps", "log_every", "sample_every", "checkpoint_every")
     for name in ("lr_g", "lr_d"):
         if not (math.isfinite(getattr(config, name)) and getattr(config, name) > 0):
-            raise UserError(f"{name.replace('_', '-')} must be a positive finite number, got {getattr(config, name)}")
-    if not (math.isfinite(config.l1_weight) and config.l1_weight >= 0):
-        raise UserError(f"l1-weight must be a finite number >= 0, got {config.l1_weight}")
+            raise UserError(f"{flag(name)} must be a positive finite number, got {getattr(config, name)}")
     if config.train_patients is not None and config.train_patients < 1:
         raise UserError(f"train-patients must be at least 1, got {config.train_patients}")
     if config.train_patients and chosen.spatial_dims == 3:
@@ -159,10 +147,11 @@ def check_config(config: TrainConfig) -> None:
         raise UserError(f"seed must be in [0, 2**31), got {config.seed}")
     if not 0.0 <= config.ema_decay < 1.0:
         raise UserError(f"ema-decay must be in [0, 1), got {config.ema_decay}")
-    if config.diffaugment:
-        from pathosynth.training.augment import parse_policy
 
-        try:
-            parse_policy(config.diffaugment)
-        except ValueError as exc:
-            raise UserError(f"--diffaugment: {exc}") from exc
+
+def _check_choices(section: Any) -> None:
+    """Every Literal-typed field of a config section holds one of its choices."""
+    for name, hint in get_type_hints(type(section)).items():
+        choices = get_args(hint) if get_origin(hint) is Literal else ()
+        if choices and getattr(section, name) not in choices:
+            raise UserError(f"unknown --{flag(name)} '{getattr(section, name)}'; choose one of {', '.join(choices)}")

@@ -5,16 +5,16 @@ import torch
 from monai.networks.nets import PatchDiscriminator
 
 from pathosynth.losses import gradient_penalty
-from pathosynth.config import preset_values
+from pathosynth.config import make_config
 from pathosynth.data.nodules import ATTENUATIONS, CONDITIONS, SIZES
-from pathosynth.models.mcgan3d import (
+from pathosynth.models.mcgan3d.networks import (
     AlwaysDropout, ContextDiscriminator, MCGANDiscriminators, MCGANGenerator, NoduleDiscriminator,
     centre_block, centre_slices, condition_vector, generator_input, noise_box_input, paste_centre,
     tile_conditions)
 from pathosynth.training.ema import standing_statistics
 
-_PRESET = preset_values("mcgan3d", "tiny")  # the widths the tiny preset trains with
-TINY = dict(generator=_PRESET["unet_widths"], context=_PRESET["width"], nodule=_PRESET["width"])
+_PRESET = make_config("mcgan3d", "tiny").family  # the widths the tiny preset trains with
+TINY = dict(generator=_PRESET.unet_widths, context=_PRESET.width, nodule=_PRESET.width)
 
 
 def _voi(batch=2, side=16, spatial_dims=3, seed=0):

@@ -16,12 +16,15 @@ def test_every_model_has_every_preset_and_it_round_trips_through_json(model, pre
 
 def test_paper_presets_hold_the_papers_numbers():
     dcgan = make_config("dcgan", "paper")  # thesis section 3
-    assert (dcgan.batch, dcgan.optimizer, dcgan.lr_g, dcgan.lr_d, dcgan.width) == (64, "adam", 2e-4, 2e-4, 32)
+    assert (dcgan.batch, dcgan.optimizer, dcgan.lr_g, dcgan.lr_d, dcgan.family.width) == (64, "adam", 2e-4, 2e-4, 32)
     wgan = make_config("wgan", "paper")
-    assert (wgan.batch, wgan.optimizer, wgan.lr_d, wgan.clip, wgan.loss) == (64, "rmsprop", 5e-5, 0.01, "wasserstein")
+    assert (wgan.batch, wgan.optimizer, wgan.lr_d, wgan.family.clip, wgan.family.loss) == (
+        64, "rmsprop", 5e-5, 0.01, "wasserstein")
+    assert wgan.family.critic_steps == 5
     pggan = make_config("pggan", "paper")  # two-step GAN: batch 16, Adam 1e-3, WGAN-GP, crop 0-15 px
-    assert (pggan.resolution, pggan.batch, pggan.lr_g, pggan.loss, pggan.random_crop) == (256, 16, 1e-3, "wgan-gp", 15)
-    assert pggan.classes == "separate" and pggan.drift_weight == 1e-3 and pggan.gp_weight == 10.0
+    assert (pggan.resolution, pggan.batch, pggan.lr_g, pggan.family.loss, pggan.family.random_crop) == (
+        256, 16, 1e-3, "wgan-gp", 15)
+    assert pggan.classes == "separate" and pggan.family.drift_weight == 1e-3 and pggan.family.gp_weight == 10.0
     cpggan = make_config("pggan", "paper", boxes=True)  # CPGGAN: batch 4, Adam 2e-4, 3M steps
     assert (cpggan.batch, cpggan.lr_g, cpggan.steps, cpggan.boxes) == (4, 2e-4, 3_000_000, True)
 
@@ -40,6 +43,9 @@ def test_overrides_win_over_the_preset_and_none_keeps_it():
     ("dcgan", {"batch": 0}, "batch"),
     ("dcgan", {"diffaugment": "rotate"}, "rotate"),
     ("pggan", {"spectral_norm": True}, "DCGAN/WGAN option"),
+    ("mcgan3d", {"diffaugment": "translation"}, "has no such setting"),
+    ("dcgan", {"loss": "hinge"}, "unknown --loss 'hinge'"),
+    ("dcgan", {"classes": "all"}, "unknown --classes 'all'"),
 ])
 def test_bad_configs_end_in_one_clear_error(model, overrides, needle):
     with pytest.raises(UserError, match=needle):
@@ -51,3 +57,10 @@ def test_unknown_model_or_preset():
         make_config("gan")
     with pytest.raises(UserError, match="unknown preset"):
         make_config("dcgan", "huge")
+
+
+def test_a_run_written_before_the_families_had_config_sections_still_reads():
+    """config.json of older runs holds one flat dict: the family's fields among the shared ones."""
+    config = make_config("pggan", "small", boxes=True)
+    flat = {k: v for k, v in config.to_json().items() if k != "family"} | config.to_json()["family"]
+    assert TrainConfig.from_json(flat) == config

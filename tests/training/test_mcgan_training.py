@@ -42,29 +42,26 @@ def test_run_records_losses_of_both_discriminators_and_exports_the_voi_geometry(
     assert (run / "samples" / "step-0000004.png").is_file()
 
 
-def test_both_discriminators_see_the_conditions_and_the_context_one_the_noise_box(tmp_path, tiny_chest):
-    from pathosynth.training.mcgan_run import MCGANRun
+def test_both_discriminators_see_the_conditions_and_the_context_one_the_noise_box(tmp_path, tiny_chest, monkeypatch):
+    from pathosynth.models.mcgan3d.step import MCGANStep
 
     seen = {}
     config = make_config("mcgan3d", "tiny", data=str(tiny_chest[0]), steps=1, label_flip=0.0)
 
-    original = MCGANRun._build_networks
+    original = MCGANStep.__init__
 
     def remember(name):
         def hook(module, args, output):  # returns None: the module's output stays as it is
             seen.setdefault(name, args)
         return hook
 
-    def spy(self):
-        original(self)
+    def spy(self, *args):
+        original(self, *args)
         self.discriminator.context.register_forward_hook(remember("context"))
         self.discriminator.nodule.register_forward_hook(remember("nodule"))
 
-    MCGANRun._build_networks = spy
-    try:
-        train(config, tmp_path / "run", progress=False)
-    finally:
-        MCGANRun._build_networks = original
+    monkeypatch.setattr(MCGANStep, "__init__", spy)
+    train(config, tmp_path / "run", progress=False)
     given, voi = seen["context"]
     noise_voi, tiled = given[:, :1], given[:, 1:]
     centre = (slice(None), slice(None)) + (slice(4, 12),) * 3

@@ -27,7 +27,8 @@ from pathosynth.data.dataset import Dataset, DatasetInfo, DatasetWriter, Sample
 from pathosynth.data.image import MedicalImage, plain_direction
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
-from pathosynth.models import build_generator, latents_for_seeds
+from pathosynth.models import build_generator
+from pathosynth.latents import latents_for_seeds
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training.data import boxes_at_resolution

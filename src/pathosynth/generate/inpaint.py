@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from pathosynth.errors import UserError
-from pathosynth.models import build_generator
+from pathosynth.models import FAMILIES, build_generator
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
-from pathosynth.models.mcgan3d import centre_slices, condition_vector, generator_input, noise_box_input
+from pathosynth.models.mcgan3d.networks import centre_slices, condition_vector, generator_input, noise_box_input
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.contracts import Intensity
@@ -24,6 +24,7 @@ from pathosynth.contracts import Intensity
 @dataclass
 class Inpainter:
     model: torch.nn.Module
+    name: str  # the family it was trained as (the run's model)
     file: Path
     sha256: str
     step: int
@@ -63,12 +64,13 @@ def load_inpainter(run: str | Path, device: torch.device | None = None) -> Inpai
     run = Path(run)
     path = run / "checkpoints" / ckpt.GENERATOR
     payload = ckpt.load_checkpoint(path)
-    if payload.get("kind") != "generator" or payload.get("model") != "mcgan3d":
+    name = str(payload.get("model"))
+    if payload.get("kind") != "generator" or name not in FAMILIES or FAMILIES[name].spatial_dims != 3:
         raise UserError(f"{run}: a {payload.get('model', 'unknown')} run; placing nodules into CT needs a 3D "
                         "MCGAN run (`pathosynth train --model mcgan3d --data VOIS ...`)")
     device = device or default_device()
     try:
-        model = build_generator("mcgan3d", payload["generator_kwargs"])
+        model = build_generator(name, payload["generator_kwargs"])
         model.load_state_dict(payload["weights"])
         voi = payload["voi"]
         intensity = Intensity(**payload["intensity"])
@@ -79,5 +81,5 @@ def load_inpainter(run: str | Path, device: torch.device | None = None) -> Inpai
     if len(set(round(s, 6) for s in spacing)) != 1:
         raise UserError(f"{path}: the run was trained on anisotropic VOIs ({spacing} mm); train on isotropic "
                         "VOIs (`pathosynth data import luna16 --kind vois` resamples to 1 mm)")
-    return Inpainter(model.to(device).eval(), path, ckpt.sha256(path), int(payload.get("step", 0)),
+    return Inpainter(model.to(device).eval(), name, path, ckpt.sha256(path), int(payload.get("step", 0)),
                      int(voi["size"]), int(voi["box"]), float(spacing[0]), intensity, device)

@@ -374,7 +374,7 @@ def _write_annotations(path: Path, uid: str, scan: MedicalImage, placed: list[Pl
 
 def _provenance(inpainter: Inpainter, run, settings: dict) -> dict:
     # the settings, not the command line: that names the source scan or folder
-    return {"format": PLACEMENT_FORMAT, "synthetic": True, "mark": SYNTHETIC_MARK, "model": "mcgan3d",
+    return {"format": PLACEMENT_FORMAT, "synthetic": True, "mark": SYNTHETIC_MARK, "model": inpainter.name,
             "run": str(Path(run).resolve()), "checkpoint_sha256": inpainter.sha256, "step": inpainter.step,
             "voi": {"size": inpainter.voi_size, "box": inpainter.box, "spacing_mm": inpainter.spacing_mm},
             "box_convention": BOX_CONVENTION, "pathosynth": __version__, "settings": settings,

@@ -258,8 +258,9 @@ class _NoduleCases:
         self._scans: OrderedDict[Path, tuple[MedicalImage, np.ndarray, str]] = OrderedDict()
 
     def describe(self) -> dict:
-        return {"source": "run", "path": str(self.run_dir), "model": "mcgan3d", "synthetic": True, "mark": NODULE_MARK,
-                "dimensionality": 3, "modality": self.data.get("modality", "CT"), "intensity_unit": "HU",
+        return {"source": "run", "path": str(self.run_dir), "model": self.inpainter.name, "synthetic": True,
+                "mark": NODULE_MARK, "dimensionality": 3, "modality": self.data.get("modality", "CT"),
+                "intensity_unit": "HU",
                 "classes": list(self.classes), "accepts_box": False,
                 "attributes": {"size": list(SIZES), "attenuation": list(ATTENUATIONS)},
                 "image_size": [self.crop_voxels] * 3, "base_scans": len(self.scan_paths),
@@ -314,7 +315,7 @@ class _NoduleCases:
                       "diameter_measured": bool(nodule.measured),
                       "centre_voxel_xyz": [round(float(c - o), 3) for c, o in zip(centre[::-1], origin[::-1])],
                       "atypical_because": reasons}
-        provenance = {"source": "run", "run": str(self.run_dir.resolve()), "model": "mcgan3d",
+        provenance = {"source": "run", "run": str(self.run_dir.resolve()), "model": self.inpainter.name,
                       "checkpoint": str(self.inpainter.file.relative_to(self.run_dir)),
                       "checkpoint_sha256": self.inpainter.sha256, "step": self.inpainter.step, "seed": int(seed),
                       "condition": {"size": size, "attenuation": attenuation},

@@ -14,11 +14,13 @@ the inner product of a label embedding with its pooled features.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from pathosynth.models.family import Family
+from pathosynth.models.family import Family, ImageGAN, Loss, require_at_least_one
+from pathosynth.training.adversarial import ImageGANStep
 from pathosynth.models.layers import LabelToLatent, ProjectionHead
 
 
@@ -46,6 +48,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         levels = _levels(resolution)
         self.latent_dim = latent_dim
+        self.latent_shape = (latent_dim,)
         self.labels = LabelToLatent(num_classes, latent_dim)
         top = width * 2 ** (levels - 1)
         layers: list[nn.Module] = [
@@ -89,33 +92,51 @@ class DCGANDiscriminator(nn.Module):
 
 # ------------------------------------------------------------------------------------- families
 
+@dataclass
+class DCGANConfig(ImageGAN):
+    latent_dim: int = 100
+    width: int = 32  # channels at the finest level
+    # Spectral normalisation on every discriminator convolution (Miyato et al. 2018), beyond the
+    # papers: on the brain phantom it cut the small DCGAN's mode collapse (docs/benchmarks.md).
+    spectral_norm: bool = False
+
+    def check(self, config) -> None:
+        super().check(config)
+        require_at_least_one(self, "latent_dim", "width")
+
+
+@dataclass
+class WGANConfig(DCGANConfig):
+    loss: Loss = "wasserstein"
+    clip: float = 0.01
+    critic_steps: int = 5
+
+
 def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
-    return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
-                width=config.width, num_classes=num_classes)
+    return dict(resolution=config.resolution, channels=channels, latent_dim=config.family.latent_dim,
+                width=config.family.width, num_classes=num_classes)
 
 
 def _discriminator(config, channels: int, num_classes: int) -> nn.Module:
-    return DCGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
-                              num_classes=num_classes, spectral_norm=config.spectral_norm)
+    return DCGANDiscriminator(resolution=config.resolution, channels=channels, width=config.family.width,
+                              num_classes=num_classes, spectral_norm=config.family.spectral_norm)
 
 
 _STEPS_NOTE = {"steps": "not stated in the thesis; 100k generator updates"}
 
 # DCGAN of the thesis (section 3): Adam 2e-4, batch 64, half-width filters.
 DCGAN = Family(
-    name="dcgan", spatial_dims=2, generator_class=DCGANGenerator, generator_kwargs=_generator_kwargs,
-    discriminator=_discriminator, options=frozenset({"spectral_norm"}),
-    settings=dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999),
-                  critic_steps=1, latent_dim=100),
+    name="dcgan", spatial_dims=2, config=DCGANConfig, step=ImageGANStep, generator_class=DCGANGenerator,
+    generator_kwargs=_generator_kwargs, discriminator=_discriminator,
+    training=dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999)),
     presets={"paper": dict(resolution=128, width=32, batch=64, steps=100_000, notes=_STEPS_NOTE),
              "small": dict(resolution=64, width=32, batch=32, steps=3000, sample_every=500, checkpoint_every=500,
                            diffaugment="translation,cutout")})
 
 # WGAN of the thesis: same networks, RMSprop 5e-5, weight clipping, 5 critic steps.
 WGAN = Family(
-    name="wgan", spatial_dims=2, generator_class=DCGANGenerator, generator_kwargs=_generator_kwargs,
-    discriminator=_discriminator, options=frozenset({"spectral_norm"}),
-    settings=dict(loss="wasserstein", optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5, clip=0.01, critic_steps=5,
-                  latent_dim=100),
+    name="wgan", spatial_dims=2, config=WGANConfig, step=ImageGANStep, generator_class=DCGANGenerator,
+    generator_kwargs=_generator_kwargs, discriminator=_discriminator,
+    training=dict(optimizer="rmsprop", lr_g=5e-5, lr_d=5e-5),
     presets={"paper": dict(resolution=128, width=32, batch=64, steps=100_000, notes=_STEPS_NOTE),
              "small": dict(resolution=64, width=32, batch=32, steps=1000, sample_every=250, checkpoint_every=250)})

@@ -20,12 +20,14 @@ discriminator built with the same arguments are meant to be used with the same `
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathosynth.models.family import Family
+from pathosynth.models.family import Family, ImageGAN, Loss, require_at_least_one
+from pathosynth.training.adversarial import ImageGANStep
 from pathosynth.models.layers import LabelToLatent, ProjectionHead
 
 LEAKY_SLOPE = 0.2
@@ -125,6 +127,7 @@ class PGGANGenerator(nn.Module):
         self.levels = _levels(resolution)
         self.resolution = resolution
         self.latent_dim = latent_dim
+        self.latent_shape = (latent_dim,)
         self.box_condition = box_condition
         widths = _stage_widths(self.levels, width, max_width)
         extra = 1 if box_condition else 0  # the box image's channel at every stage's input
@@ -209,23 +212,39 @@ class PGGANDiscriminator(nn.Module):
 
 # --------------------------------------------------------------------------------------- family
 
+@dataclass
+class PGGANConfig(ImageGAN):
+    loss: Loss = "wgan-gp"
+    gp_weight: float = 10.0
+    drift_weight: float = 1e-3
+    latent_dim: int = 512
+    width: int = 16  # channels at the full-resolution stage
+    max_width: int = 512  # cap on the coarse stages' channels
+    phase_steps: int = 0  # steps per fade-in and per stabilisation phase (0: no growing)
+
+    def check(self, config) -> None:
+        super().check(config)
+        require_at_least_one(self, "latent_dim", "width", "max_width")
+
+
 def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
-    return dict(resolution=config.resolution, channels=channels, latent_dim=config.latent_dim,
-                width=config.width, max_width=config.max_width, num_classes=num_classes,
+    own = config.family
+    return dict(resolution=config.resolution, channels=channels, latent_dim=own.latent_dim,
+                width=own.width, max_width=own.max_width, num_classes=num_classes,
                 box_condition=config.boxes)
 
 
 def _discriminator(config, channels: int, num_classes: int) -> nn.Module:
-    return PGGANDiscriminator(resolution=config.resolution, channels=channels, width=config.width,
-                              max_width=config.max_width, num_classes=num_classes, box_condition=config.boxes)
+    own = config.family
+    return PGGANDiscriminator(resolution=config.resolution, channels=channels, width=own.width,
+                              max_width=own.max_width, num_classes=num_classes, box_condition=config.boxes)
 
 
 # PGGAN (section 4): WGAN-GP with drift, Adam 1e-3 (0, 0.99); with --boxes, CPGGAN (section 3).
 PGGAN = Family(
-    name="pggan", spatial_dims=2, generator_class=PGGANGenerator, generator_kwargs=_generator_kwargs,
-    discriminator=_discriminator, boxes="optional", grows=True,
-    settings=dict(loss="wgan-gp", optimizer="adam", lr_g=1e-3, lr_d=1e-3, betas=(0.0, 0.99), gp_weight=10.0,
-                  drift_weight=1e-3, critic_steps=1),
+    name="pggan", spatial_dims=2, config=PGGANConfig, step=ImageGANStep, generator_class=PGGANGenerator,
+    generator_kwargs=_generator_kwargs, discriminator=_discriminator, boxes="optional", grows=True,
+    training=dict(optimizer="adam", lr_g=1e-3, lr_d=1e-3, betas=(0.0, 0.99)),
     presets={
         # 100 epochs of the paper's 8,429 training images at batch 16 = 52,681 steps, over the 13
         # phases of growing 4 -> 256 (stage 4x4, then a fade-in and a stabilisation per doubling).

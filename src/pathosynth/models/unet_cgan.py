@@ -26,13 +26,15 @@ baseline is box-conditional only. Both networks work in 2D and 3D (``spatial_dim
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from monai.networks.nets import PatchDiscriminator, UNet
 from torch import nn
 
 from pathosynth.errors import UserError
-from pathosynth.models.family import Family
+from pathosynth.models.family import Family, ImageGAN
+from pathosynth.training.adversarial import ImageGANStep
 
 LEAKY = ("LEAKYRELU", {"negative_slope": 0.2})
 
@@ -108,6 +110,10 @@ class UNetCGANGenerator(nn.Module):
     def shape(self) -> tuple[int, ...]:
         return (self.resolution,) * self.spatial_dims
 
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.latent_channels, *self.shape)
+
     def noise(self, batch: int, generator: torch.Generator | None = None,
               device: torch.device | str | None = None) -> torch.Tensor:
         """A standard normal noise map, (batch, latent_channels, R, R) (R, R, R in 3D)."""
@@ -171,33 +177,39 @@ class PatchGANDiscriminator(nn.Module):
 
 # --------------------------------------------------------------------------------------- family
 
+@dataclass
+class UNetCGANConfig(ImageGAN):
+    l1_weight: float = 100.0
+    latent_dim: int = 1  # noise channels beside the box image
+    unet_widths: tuple[int, ...] = (16, 32, 64, 128)  # the generator's channels per level
+
+    def check(self, config) -> None:
+        super().check(config)
+        if not config.boxes:
+            raise UserError("unet-cgan turns box images into images: it needs --boxes")
+        if config.classes == "conditional":
+            raise UserError("unet-cgan is conditioned on boxes only; use --classes separate or none")
+        if config.resolution % 2 ** (len(self.unet_widths) - 1):
+            raise UserError(f"resolution {config.resolution} is too small for a U-Net of {len(self.unet_widths)} "
+                            "levels")
+
+
 def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
-    return dict(resolution=config.resolution, channels=channels, latent_channels=config.latent_dim,
-                widths=list(config.unet_widths))
+    return dict(resolution=config.resolution, channels=channels, latent_channels=config.family.latent_dim,
+                widths=list(config.family.unet_widths))
 
 
 def _discriminator(config, channels: int, num_classes: int) -> nn.Module:
     # PatchGAN depth: as many stride-2 layers as leave at least 1 patch (pix2pix's 3 at 256 px).
     layers = 3 if config.resolution >= 32 else 1
-    return PatchGANDiscriminator(channels=channels, width=config.unet_widths[0] * 2, layers=layers)
-
-
-def _check(config) -> None:
-    if not config.boxes:
-        raise UserError("unet-cgan turns box images into images: it needs --boxes")
-    if config.classes == "conditional":
-        raise UserError("unet-cgan is conditioned on boxes only; use --classes separate or none")
-    if config.resolution % 2 ** (len(config.unet_widths) - 1):
-        raise UserError(f"resolution {config.resolution} is too small for a U-Net of {len(config.unet_widths)} "
-                        "levels")
+    return PatchGANDiscriminator(channels=channels, width=config.family.unet_widths[0] * 2, layers=layers)
 
 
 # pix2pix-style image-to-image baseline: non-saturating + L1, Adam 2e-4 (0.5, 0.999).
 UNET_CGAN = Family(
-    name="unet-cgan", spatial_dims=2, generator_class=UNetCGANGenerator, generator_kwargs=_generator_kwargs,
-    discriminator=_discriminator, boxes="required", latent=False, check=_check,
-    settings=dict(loss="nonsaturating", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), critic_steps=1,
-                  l1_weight=100.0, latent_dim=1, boxes=True, classes="none"),
+    name="unet-cgan", spatial_dims=2, config=UNetCGANConfig, step=ImageGANStep, generator_class=UNetCGANGenerator,
+    generator_kwargs=_generator_kwargs, discriminator=_discriminator, boxes="required",
+    training=dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), boxes=True, classes="none"),
     presets={"paper": dict(resolution=256, unet_widths=(64, 128, 256, 512, 512), batch=1, steps=200_000,
                            notes={"steps": "not stated in the thesis; pix2pix-like schedule"}),
              "small": dict(resolution=64, unet_widths=(16, 32, 64, 128), batch=16, steps=1500, sample_every=500,

@@ -9,19 +9,22 @@ generated images are written back in the dataset's own unit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pathosynth.config import TrainConfig
 from pathosynth.contracts import Intensity
 from pathosynth.data.boxes import box_image
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.preprocess import pad_to_square
 from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
+
+if TYPE_CHECKING:
+    from pathosynth.config import TrainConfig
 
 
 @dataclass

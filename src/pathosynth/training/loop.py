@@ -25,15 +25,11 @@ from pathosynth.config import TrainConfig, check_config
 from pathosynth.contracts import RUN_FORMAT, RUN_RECORD, read_run, write_json_atomic
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
-from pathosynth.models import family
 from pathosynth.runtime import free_cores, software_versions, usable_cores
 from pathosynth.tempfiles import remove_stale_temporaries
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training import distributed
-from pathosynth.training.data import load_training_set
-from pathosynth.training.mcgan_run import MCGANRun
 from pathosynth.training.run import Run
-from pathosynth.training.vois import load_voi_set
 
 class TrainingDiverged(UserError):
     """A loss became NaN or infinite; the last good checkpoint is left as it was."""
@@ -159,31 +155,50 @@ def _threads(processes, recorded: int | None = None) -> int:
 def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress: bool,
                stop_after: int | None) -> Path:
     main = processes.is_main
-    if main:
-        for folder in (out, out / "checkpoints", out / "samples"):
-            remove_stale_temporaries(folder)  # left by a run that was killed while writing
-    recorded_threads = None
-    if resume:
-        recorded_threads = read_run(out).get("threads")
-        if not (out / "checkpoints" / ckpt.FULL_STATE).is_file():
-            resume = False  # killed before its first checkpoint: start again, from the same seed
-    elif main:
-        _check_fresh(out)
+    resume, recorded_threads = _open_run_folder(out, processes, resume)
     on_cpu = processes.device.type == "cpu"
     threads = _threads(processes, recorded_threads) if on_cpu else torch.get_num_threads()
     # read (and check) the checkpoint before the data: a wrong run folder fails at once
     state = ckpt.load_checkpoint(out / "checkpoints" / ckpt.FULL_STATE) if resume else None
     torch.manual_seed(config.seed * 1000 + processes.rank)
-    run = _new_run(config, out, processes, progress and main)
-    data = run.data
-    if resume:
+    run = Run(config, out, processes, progress and main)
+    if state is not None:
         _resume_state(run, state, out / "checkpoints" / ckpt.FULL_STATE)
         del state
     elif main:
         write_json_atomic(out / RUN_RECORD, _run_record(config, run, threads))
     log = _Log(out, main, resume, run.step)
+    _announce(log, run, resume, threads, recorded_threads)
+    bar = tqdm(total=config.steps, initial=run.step, unit="step", desc=f"train {config.model}",
+               disable=not (progress and main), dynamic_ncols=True)
+    try:
+        with _interruptible() as interrupt:
+            _steps(run, log, bar, interrupt, stop_after)
+    finally:
+        bar.close()
+    log.line(f"stopped at step {run.step} of {config.steps}")
+    return out
+
+
+def _open_run_folder(out: Path, processes, resume: bool) -> tuple[bool, int | None]:
+    """Whether there is a checkpoint to resume, and the thread count the run was started with."""
+    if processes.is_main:
+        for folder in (out, out / "checkpoints", out / "samples"):
+            remove_stale_temporaries(folder)  # left by a run that was killed while writing
+    if not resume:
+        if processes.is_main:
+            _check_fresh(out)
+        return False, None
+    recorded_threads = read_run(out).get("threads")
+    # killed before its first checkpoint: start again, from the same seed
+    return (out / "checkpoints" / ckpt.FULL_STATE).is_file(), recorded_threads
+
+
+def _announce(log: _Log, run: Run, resume: bool, threads: int, recorded_threads: int | None) -> None:
+    config, processes = run.config, run.processes
+    on_cpu = processes.device.type == "cpu"
     log.line(f"{'resumed at' if resume else 'started'} step {run.step} of {config.steps}: {config.model}, "
-             f"{len(data.images)} images, {processes.world} process(es), {processes.device}, {threads} thread(s)")
+             f"{len(run.data.images)} images, {processes.world} process(es), {processes.device}, {threads} thread(s)")
     if resume and on_cpu and recorded_threads and threads != recorded_threads:
         log.line(f"note: the run started with {recorded_threads} thread(s) and continues with {threads} "
                  "(PATHOSYNTH_THREADS): the continuation is not bit-identical to an uninterrupted run")
@@ -191,55 +206,75 @@ def _train_run(config: TrainConfig, out: Path, processes, resume: bool, progress
     if on_cpu and threads > cores:
         log.line(f"note: {threads} threads on {cores} core(s) is slow; PATHOSYNTH_THREADS={cores} is faster, "
                  "at the cost of a continuation that is not bit-identical")
-    bar = tqdm(total=config.steps, initial=run.step, unit="step", desc=f"train {config.model}",
-               disable=not (progress and main), dynamic_ncols=True)
-    window, window_start, window_steps = None, time.perf_counter(), 0
-    last_good = run.step
-    with _interruptible() as interrupt:
-        while run.step < config.steps:
-            parts = run.train_step()
-            window = parts if window is None else window + parts
-            window_steps += 1
-            bar.update(1)
-            at_end = run.step == config.steps or (stop_after is not None and run.step >= stop_after)
-            checkpoint_due = run.step % config.checkpoint_every == 0 or at_end
-            stopping = distributed.any_true(interrupt["stop"], processes)
-            if run.step % config.log_every == 0 or checkpoint_due or stopping:
-                means = (window / window_steps)
-                distributed_bad = distributed.any_true(not bool(torch.isfinite(means).all()), processes)
-                if distributed_bad:
-                    bar.close()
-                    bad = [n for n, v in zip(run.loss_names, means.tolist()) if not torch.isfinite(torch.tensor(v))]
-                    kept = (f"the last good checkpoint (step {last_good}) in {out / 'checkpoints'} is intact: "
-                            f"resume it with a lower learning rate (`pathosynth train --resume {out} --lr-d ... "
-                            f"--lr-g ...`)" if (out / "checkpoints" / ckpt.FULL_STATE).is_file() else
-                            "no checkpoint had been written yet: train again with a lower learning rate "
-                            "(--lr-d/--lr-g)")
-                    message = (f"training diverged between steps {run.step - window_steps + 1} and {run.step}: "
-                               f"{', '.join(bad)} became NaN or infinite; {kept}")
-                    log.line(message)
-                    raise TrainingDiverged(message)
-                elapsed = time.perf_counter() - window_start
-                record = _stats(run, means, window_steps, elapsed)
-                log.stats(record)
-                bar.set_postfix_str(f"D {record['loss_d']:.3f} G {record['loss_g']:.3f} "
-                                    f"{record['images_per_s']:.1f} img/s", refresh=False)
-                window, window_start, window_steps = None, time.perf_counter(), 0
-            if checkpoint_due or stopping:  # before the grid: nothing after it can cost the checkpoint
-                run.save()
-                last_good = run.step
-            if main and (run.step % config.sample_every == 0 or at_end):
-                run.sample_grid()
-            if stopping:
-                bar.close()
-                log.line(f"interrupted at step {run.step}; checkpoint written")
-                raise TrainingInterrupted(f"interrupted at step {run.step}; the checkpoint is written: continue "
-                                          f"with `pathosynth train --resume {out}`")
-            if at_end:
-                break
-    bar.close()
-    log.line(f"stopped at step {run.step} of {config.steps}")
-    return out
+
+
+def _steps(run: Run, log: _Log, bar: tqdm, interrupt: dict, stop_after: int | None) -> None:
+    """Train until the planned step, `stop_after`, or an interruption; log, checkpoint and grid on the way."""
+    config, out = run.config, run.out
+    window = _Window(run)
+    while run.step < config.steps:
+        window.add(run.train_step())
+        bar.update(1)
+        at_end = run.step == config.steps or (stop_after is not None and run.step >= stop_after)
+        checkpoint_due = run.step % config.checkpoint_every == 0 or at_end
+        stopping = distributed.any_true(interrupt["stop"], run.processes)
+        if run.step % config.log_every == 0 or checkpoint_due or stopping:
+            record = window.close(log)
+            bar.set_postfix_str(run.trainer.progress_text(record), refresh=False)
+        if checkpoint_due or stopping:  # before the grid: nothing after it can cost the checkpoint
+            run.save()
+            window.last_good = run.step
+        if run.processes.is_main and (run.step % config.sample_every == 0 or at_end):
+            run.sample_grid()
+        if stopping:
+            log.line(f"interrupted at step {run.step}; checkpoint written")
+            raise TrainingInterrupted(f"interrupted at step {run.step}; the checkpoint is written: continue "
+                                      f"with `pathosynth train --resume {out}`")
+        if at_end:
+            break
+
+
+class _Window:
+    """The losses of the steps since the last log line: their means go to stats.jsonl, and a NaN or
+    infinite mean on any process stops the run with the last good checkpoint named."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.last_good = run.step
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sum: torch.Tensor | None = None
+        self.steps = 0
+        self.start = time.perf_counter()
+
+    def add(self, parts: torch.Tensor) -> None:
+        self.sum = parts if self.sum is None else self.sum + parts
+        self.steps += 1
+
+    def close(self, log: _Log) -> dict:
+        run = self.run
+        assert self.sum is not None, "closed a window of no steps"
+        means: torch.Tensor = self.sum / self.steps
+        if distributed.any_true(not bool(torch.isfinite(means).all()), run.processes):
+            message = self._diverged(means)
+            log.line(message)
+            raise TrainingDiverged(message)
+        record = _stats(run, means, self.steps, time.perf_counter() - self.start)
+        log.stats(record)
+        self._reset()
+        return record
+
+    def _diverged(self, means: torch.Tensor) -> str:
+        run, out = self.run, self.run.out
+        bad = [n for n, v in zip(run.loss_names, means.tolist()) if not torch.isfinite(torch.tensor(v))]
+        kept = (f"the last good checkpoint (step {self.last_good}) in {out / 'checkpoints'} is intact: "
+                f"resume it with a lower learning rate (`pathosynth train --resume {out} --lr-d ... "
+                f"--lr-g ...`)" if (out / "checkpoints" / ckpt.FULL_STATE).is_file() else
+                "no checkpoint had been written yet: train again with a lower learning rate "
+                "(--lr-d/--lr-g)")
+        return (f"training diverged between steps {run.step - self.steps + 1} and {run.step}: "
+                f"{', '.join(bad)} became NaN or infinite; {kept}")
 
 
 def _resume_state(run: Run, state: dict, path: Path) -> None:
@@ -250,15 +285,9 @@ def _resume_state(run: Run, state: dict, path: Path) -> None:
                         f"({type(exc).__name__}); resume from the run folder it was written in") from exc
 
 
-def _new_run(config: TrainConfig, out: Path, processes, progress: bool) -> Run:
-    if family(config.model).spatial_dims == 3:
-        return MCGANRun(config, out, processes, load_voi_set(config, progress=progress))
-    return Run(config, out, processes, load_training_set(config, progress=progress))
-
-
 def _stats(run: Run, means: torch.Tensor, steps: int, seconds: float) -> dict:
     phase = run.phase(run.step - 1)  # the step just trained
-    images = steps * run.config.batch * run.processes.world * (run.config.critic_steps + 1)
+    images = steps * run.config.batch * run.processes.world * run.trainer.passes_per_step
     record = {"step": run.step, "images_shown": run.step * run.config.batch * run.processes.world}
     record.update({name: round(float(v), 6) for name, v in zip(run.loss_names, means.tolist())})
     record.update({"stage": phase.get("stage"), "alpha": round(phase["alpha"], 4) if phase else None,
@@ -278,7 +307,7 @@ def _run_record(config: TrainConfig, run: Run, threads: int) -> dict:
                      "intensity_unit": source.intensity_unit, "intensity": vars(data.intensity),
                      "spacing": data.spacing, "png_slope": source.png_slope,
                      "png_intercept": source.png_intercept},
-            "generator": {"model": config.model, "kwargs": run.g_kwargs},
+            "generator": {"model": config.model, "kwargs": run.trainer.generator_kwargs},
             "seeds": {"seed": config.seed, "torch": "seed * 1000 + rank", "batch_order": "seed"},
             "processes": run.processes.world, "threads": threads,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

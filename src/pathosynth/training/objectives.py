@@ -10,9 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from typing import TYPE_CHECKING
+
 from pathosynth import losses
 from pathosynth.training.augment import DiffAugment
-from pathosynth.config import TrainConfig
+
+if TYPE_CHECKING:
+    from pathosynth.models.family import ImageGAN
 
 _D_LOSS = {"nonsaturating": losses.nonsaturating_d, "wasserstein": losses.wasserstein_d,
            "wgan-gp": losses.wasserstein_d, "least-squares": losses.least_squares_d}
@@ -20,8 +24,8 @@ _G_LOSS = {"nonsaturating": losses.nonsaturating_g, "wasserstein": losses.wasser
            "wgan-gp": losses.wasserstein_g, "least-squares": losses.least_squares_g}
 
 
-def augmenter(config: TrainConfig) -> DiffAugment | None:
-    return DiffAugment(config.diffaugment) if config.diffaugment else None
+def augmenter(settings: ImageGAN) -> DiffAugment | None:
+    return DiffAugment(settings.diffaugment) if settings.diffaugment else None
 
 
 def augment(augment: DiffAugment | None, images: torch.Tensor, boxes: torch.Tensor | None
@@ -47,13 +51,13 @@ def conditions(labels: torch.Tensor | None, boxes: torch.Tensor | None) -> dict:
 class CriticObjective(nn.Module):
     """(real, fake, conditions) -> [total, adversarial, gradient penalty, drift] for D's update."""
 
-    def __init__(self, discriminator: nn.Module, config: TrainConfig):
+    def __init__(self, discriminator: nn.Module, settings: ImageGAN):
         super().__init__()
         self.discriminator = discriminator
-        self.loss = _D_LOSS[config.loss]
-        self.gp_weight = config.gp_weight
-        self.drift_weight = config.drift_weight
-        self.augment = augmenter(config)
+        self.loss = _D_LOSS[settings.loss]
+        self.gp_weight = settings.gp_weight
+        self.drift_weight = settings.drift_weight
+        self.augment = augmenter(settings)
 
     def forward(self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
                 boxes: torch.Tensor | None, phase: dict) -> torch.Tensor:
@@ -74,14 +78,14 @@ class CriticObjective(nn.Module):
         return torch.stack([total, adversarial, penalty, drift])
 
 
-def generator_loss(config: TrainConfig, discriminator: nn.Module, augment_op: DiffAugment | None,
+def generator_loss(settings: ImageGAN, discriminator: nn.Module, augment_op: DiffAugment | None,
                    fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor | None,
                    boxes: torch.Tensor | None, phase: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(total, adversarial) for G's update; the U-Net baseline adds pix2pix's L1 to the real image."""
     fake_in, fake_boxes = augment(augment_op, fake, boxes)
     scores = discriminator(fake_in, **conditions(labels, fake_boxes), **phase).float()
-    adversarial = _G_LOSS[config.loss](scores)
+    adversarial = _G_LOSS[settings.loss](scores)
     total = adversarial
-    if config.l1_weight:
-        total = total + config.l1_weight * (fake.float() - real.float()).abs().mean()
+    if settings.l1_weight:
+        total = total + settings.l1_weight * (fake.float() - real.float()).abs().mean()
     return total, adversarial

@@ -9,16 +9,19 @@ absolute, so the generated nodule can be pasted into any scan and mean the same 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pathosynth.config import TrainConfig
 from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.contracts import Intensity
+
+if TYPE_CHECKING:
+    from pathosynth.config import TrainConfig
 
 # Air (-1024) to dense soft tissue / cortical-bone onset (600): it holds air, ground glass
 # (-700..-300), solid nodules and vessels (0..100) and the chest wall. Bone above it is clipped:
@@ -42,7 +45,7 @@ class VoiSet:
 
 def load_voi_set(config: TrainConfig, progress: bool = True) -> VoiSet:
     from pathosynth.data.nodules import ATTENUATIONS, SIZES
-    from pathosynth.models.mcgan3d import condition_vector
+    from pathosynth.models.mcgan3d.networks import condition_vector
 
     dataset = Dataset.load(config.data)
     info = dataset.info

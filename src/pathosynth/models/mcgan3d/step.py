@@ -1,6 +1,6 @@
 """3D MCGAN's step inside the one training loop (METHODS.md section 4).
 
-Everything but the step is `Run`'s: checkpoints, resume, EMA, NaN stop, DDP, logging. A step:
+Everything but the step is the loop's: checkpoints, resume, EMA, NaN stop, DDP, logging. A step:
 the training VOIs (flipped at random) get their central nodule box replaced by noise; the
 generator, given that and the six condition channels, inpaints the box; the composite (real
 surroundings, generated box) goes to the context discriminator (least squares, paired with the
@@ -12,18 +12,19 @@ dropout) comes from the torch RNG that the checkpoint keeps, so a resumed run co
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from pathosynth import losses
-from pathosynth.models import build_discriminator, build_generator, generator_kwargs
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
-from pathosynth.models.mcgan3d import (centre_slices, condition_vector, generator_input, noise_box_input,
-                                       paste_centre)
+from pathosynth.models.mcgan3d.networks import (MCGANDiscriminators, centre_slices, condition_vector,
+                                                generator_input, noise_box_input, paste_centre)
 from pathosynth.training import distributed
 from pathosynth.training.ema import standing_statistics
-from pathosynth.training.run import Run
-from pathosynth.training.samples import grid_png
+from pathosynth.training.step import GANStep
+from pathosynth.training.vois import load_voi_set
 
 GRID_CONTEXTS = 4  # grid rows: training VOIs; columns: the nine size x attenuation conditions
 GRID_SEED = 1_000_003
@@ -32,7 +33,7 @@ GRID_SEED = 1_000_003
 class MCGANCritic(nn.Module):
     """Both discriminators' losses for one update, as one module so that DDP syncs them together."""
 
-    def __init__(self, discriminators: nn.Module, gp_weight: float):
+    def __init__(self, discriminators: MCGANDiscriminators, gp_weight: float):
         super().__init__()
         self.discriminators = discriminators
         self.gp_weight = gp_weight
@@ -50,22 +51,23 @@ class MCGANCritic(nn.Module):
         return torch.stack([total, context_loss, nodule_loss, penalty])
 
 
-class MCGANRun(Run):
+class MCGANStep(GANStep):
     loss_names = ("loss_d", "context_d", "nodule_d", "gradient_penalty", "loss_g", "context_g", "nodule_g", "l1")
+    classes: list[str] = []
 
-    def _build_networks(self) -> None:
-        config = self.config
-        self.num_classes = 0
-        self.levels = 0
-        self.g_kwargs = generator_kwargs(config, 1, 0)
-        self.generator = build_generator(config.model, self.g_kwargs).to(self.device)
-        self.discriminator = build_discriminator(config, 1, 0).to(self.device)
-        self.memory_format = (torch.channels_last_3d if (self.cuda and config.channels_last)
-                              else torch.contiguous_format)
-        self.critic = distributed.wrap(MCGANCritic(self.discriminator, config.gp_weight), self.processes)
-        self.centre = (slice(None), slice(None)) + centre_slices(config.resolution, config.nodule_box, 3)
+    def __init__(self, config, family, data, processes, sampler):
+        super().__init__(config, family, data, processes, sampler)
+        self.settings = config.family
+        self.critic = distributed.wrap(MCGANCritic(self.discriminator, self.settings.gp_weight), processes)
+        self.centre = (slice(None), slice(None)) + centre_slices(config.resolution, self.settings.nodule_box, 3)
+        self._fixed_conditions()
+
+    @staticmethod
+    def load_data(config, progress: bool) -> Any:
+        return load_voi_set(config, progress=progress)
 
     def _fixed_conditions(self) -> None:
+        """The grid: four training VOIs, each inpainted under the nine conditions."""
         picks = torch.randint(len(self.data.images), (GRID_CONTEXTS,),
                               generator=torch.Generator().manual_seed(self.config.seed))
         contexts = self.data.images[picks].repeat_interleave(len(SIZES) * len(ATTENUATIONS), dim=0)
@@ -73,82 +75,68 @@ class MCGANRun(Run):
         self.fixed_conditions = vectors.repeat(GRID_CONTEXTS, 1).to(self.device)
         noise = torch.Generator().manual_seed(GRID_SEED)
         self.fixed_input = generator_input(
-            noise_box_input(contexts, self.config.nodule_box, generator=noise).to(self.device),
+            noise_box_input(contexts, self.settings.nodule_box, generator=noise).to(self.device),
             self.fixed_conditions)
         self.fixed_contexts = contexts.to(self.device)
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         indices = self.sampler.next_indices()
         voi, conditions = self.data.images[indices], self.data.conditions[indices]
-        if self.config.flips:  # left-right and front-back (x, y), each with probability 1/2
+        if self.settings.flips:  # left-right and front-back (x, y), each with probability 1/2
             for axis in (-1, -2):
                 flip = torch.rand(voi.shape[0]) < 0.5
                 voi = torch.where(flip[:, None, None, None, None], voi.flip(axis), voi)
         return (voi.to(self.device).contiguous(memory_format=self.memory_format), conditions.to(self.device))
 
-    def train_step(self) -> torch.Tensor:
-        config = self.config
+    def __call__(self, step: int) -> torch.Tensor:
+        settings, box = self.settings, self.settings.nodule_box
         self.discriminator.requires_grad_(True)
-        for critic_step in range(config.critic_steps):
+        for critic_step in range(settings.critic_steps):
             real, conditions = self._draw()
-            given = generator_input(noise_box_input(real, config.nodule_box), conditions)
-            swap = bool(torch.rand(()) < config.label_flip)
-            last = critic_step == config.critic_steps - 1
+            given = generator_input(noise_box_input(real, box), conditions)
+            swap = bool(torch.rand(()) < settings.label_flip)
+            last = critic_step == settings.critic_steps - 1
             with torch.set_grad_enabled(last), self.autocast:
                 generated = (self.generator_ddp if last else self.generator)(given)
             fake_box = generated[self.centre].float()
             real_box = real[self.centre]
             with self.autocast:
-                d_parts = self.critic(given, real, paste_centre(real, fake_box.detach(), config.nodule_box),
+                d_parts = self.critic(given, real, paste_centre(real, fake_box.detach(), box),
                                       real_box, fake_box.detach(), conditions, swap)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_parts[0].backward()
-            self.opt_d.step()
+            self.update_discriminator(d_parts[0])
         self.discriminator.requires_grad_(False)
         with self.autocast:
-            fake_voi = paste_centre(real, fake_box, config.nodule_box)
+            fake_voi = paste_centre(real, fake_box, box)
             context_g = losses.least_squares_g(self.discriminator.context(given, fake_voi).float())
             nodule_g = losses.wasserstein_g(self.discriminator.nodule(fake_box, conditions).float())
         l1 = (fake_box - real_box.float()).abs().mean()
-        g_total = context_g + nodule_g + config.l1_weight * l1
-        self.opt_g.zero_grad(set_to_none=True)
-        g_total.backward()
-        self.opt_g.step()
-        self.ema.update(self.generator, self.step)
-        self.step += 1
+        g_total = context_g + nodule_g + settings.l1_weight * l1
+        self.update_generator(g_total)
         g_parts = torch.stack([g_total, context_g, nodule_g, l1]).detach().float()
         return torch.cat([d_parts.detach().float(), g_parts])
 
-    # ------------------------------------------------------------------- EMA, grid, export
-    def _ema_forward(self) -> torch.Tensor:
+    # ----------------------------------------------------------------------- grid, export
+    def _seeded(self, forward):
         # Dropout is the generator's randomness: a fixed seed makes the grid and the standing
         # statistics the same at every call, without touching the training RNG.
         with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
             torch.manual_seed(GRID_SEED)
-            return self.ema.model(self.fixed_input)
+            return forward()
 
-    def _ready_ema(self) -> dict:
-        if self._ema_ready_at != self.step:
-            with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
-                torch.manual_seed(GRID_SEED)
-                # two passes over the 36 grid VOIs: at 64^3 the default eight took ~30 s per
-                # checkpoint, which made a Ctrl-C look like a hang
-                standing_statistics(self.ema.model, lambda: self.ema.model(self.fixed_input), batches=2)
-            self._ema_ready_at = self.step
-        return {}
+    def settle(self, model: nn.Module, phase: dict) -> None:
+        # two passes over the 36 grid VOIs: at 64^3 the default eight took ~30 s per checkpoint,
+        # which made a Ctrl-C look like a hang
+        self._seeded(lambda: standing_statistics(model, lambda: model(self.fixed_input), batches=2))
 
-    def sample_grid(self) -> None:
-        self._ready_ema()
+    def grid(self, model: nn.Module, phase: dict) -> tuple[torch.Tensor, list | None, int | None]:
         with torch.no_grad():
-            composite = paste_centre(self.fixed_contexts, self._ema_forward()[self.centre], self.config.nodule_box)
+            block = self._seeded(lambda: model(self.fixed_input))[self.centre]
+            composite = paste_centre(self.fixed_contexts, block, self.settings.nodule_box)
         middle = composite.shape[2] // 2  # the axial slice through the nodule box's centre
-        grid_png(composite[:, :, middle], self.out / "samples" / f"step-{self.step:07d}.png",
-                 columns=len(SIZES) * len(ATTENUATIONS))
+        return composite[:, :, middle], None, len(SIZES) * len(ATTENUATIONS)
 
-    def export(self) -> dict:
-        payload = super().export()
-        payload["conditions"] = {"size": list(SIZES), "attenuation": list(ATTENUATIONS)}
-        payload["intensity"] = vars(self.data.intensity)
-        payload["voi"] = {"size": self.config.resolution, "box": self.config.nodule_box,
-                          "spacing_mm": self.data.spacing}
-        return payload
+    def export_extras(self) -> dict:
+        return {"conditions": {"size": list(SIZES), "attenuation": list(ATTENUATIONS)},
+                "intensity": vars(self.data.intensity),
+                "voi": {"size": self.config.resolution, "box": self.settings.nodule_box,
+                        "spacing_mm": self.data.spacing}}

@@ -35,8 +35,6 @@ from monai.networks.utils import normal_init
 from torch import nn
 
 from pathosynth.data.nodules import ATTENUATIONS, CONDITIONS, SIZES
-from pathosynth.errors import UserError
-from pathosynth.models.family import Family
 
 LEAKY = ("LEAKYRELU", {"negative_slope": 0.2})
 # GroupNorm with one group normalises each sample over (channels, space): layer norm for conv maps.
@@ -353,45 +351,3 @@ class MCGANDiscriminators(nn.Module):
         layers = context_layers(voi_size) if layers is None else layers
         self.context = ContextDiscriminator(voi_size, width, layers, spatial_dims)
         self.nodule = NoduleDiscriminator(box, width, spatial_dims)
-
-
-# --------------------------------------------------------------------------------------- family
-
-def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
-    return dict(voi_size=config.resolution, box=config.nodule_box, widths=list(config.unet_widths))
-
-
-def _discriminators(config, channels: int, num_classes: int) -> nn.Module:
-    return MCGANDiscriminators(voi_size=config.resolution, box=config.nodule_box, width=config.width)
-
-
-def _check(config) -> None:
-    side, box = config.resolution, config.nodule_box
-    if side < 16 or side % 16:
-        raise UserError(f"3D MCGAN's VOI side (--resolution) must be a multiple of 16 (four halvings), got {side}")
-    if not 0 < box < side or box % 2:
-        raise UserError(f"the nodule box ({box}) must be even and smaller than the VOI ({side}); "
-                        "the papers use 32 in 64")
-    if len(config.unet_widths) != 4:
-        raise UserError("3D MCGAN's U-Net has 4 levels; give 4 generator widths")
-    if config.boxes or config.classes == "conditional" or config.label:
-        raise UserError("3D MCGAN is conditioned on nodule size and attenuation, not on boxes or classes: "
-                        "drop --boxes, --classes and --label")
-    if not 0.0 <= config.label_flip < 0.5:
-        raise UserError(f"label-flip must be in [0, 0.5), got {config.label_flip}")
-
-
-# 3D MCGAN: context D least squares + nodule D WGAN-GP (`loss` names the context D's), Adam 2e-4;
-# L1 off by default (it raised realism but hurt detection); targets flipped once in three; flips.
-MCGAN3D = Family(
-    name="mcgan3d", spatial_dims=3, generator_class=MCGANGenerator, generator_kwargs=_generator_kwargs,
-    discriminator=_discriminators, latent=False, check=_check,
-    settings=dict(loss="least-squares", optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), critic_steps=1,
-                  gp_weight=10.0, l1_weight=0.0, latent_dim=0, classes="none", label_flip=1 / 3, flips=True,
-                  resolution=64, nodule_box=32),
-    presets={"paper": dict(unet_widths=(64, 128, 256, 512), width=64, batch=16, steps=6_000_000,
-                           notes={"steps": "6,000,000 steps, batch 16, Adam 2e-4 (thesis section 6)",
-                                  "betas": "not stated; pix2pix's (0.5, 0.999)"}),
-             "small": dict(unet_widths=(16, 32, 64, 128), width=16, batch=4, steps=2000, sample_every=250,
-                           checkpoint_every=250),
-             "tiny": dict(resolution=16, nodule_box=8, unet_widths=(4, 8, 8, 8), width=4, batch=2)})
