@@ -42,6 +42,7 @@ FAMILIES = {
     "pggan-boxes": ("pggan", "brain", {"boxes": True}),
     "unet-cgan": ("unet-cgan", "brain", {"classes": "none", "label": "tumour"}),
     "mcgan3d": ("mcgan3d", "chest", {"steps": 4}),
+    "diffusion": ("diffusion", "brain", {}),
 }
 
 

@@ -224,8 +224,9 @@ def show(dataset, out, count, split, label, channel, seed):
 
 
 @cli.command()
-@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d"]), default=None,
-              help="GAN family (required unless --resume); mcgan3d: 3D nodule inpainting on CT VOIs.")
+@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d", "diffusion"]),
+              default=None, help="Generator family (required unless --resume); mcgan3d: 3D nodule inpainting on CT "
+                                 "VOIs; diffusion: class-conditional DDIM with classifier-free guidance.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (from `data import` or `data phantom`); its train split is used.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")

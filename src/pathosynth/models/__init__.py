@@ -11,6 +11,7 @@ from torch import nn
 
 from pathosynth.errors import UserError
 from pathosynth.models.dcgan import DCGAN, WGAN
+from pathosynth.models.diffusion import DIFFUSION
 from pathosynth.models.family import Family
 from pathosynth.models.mcgan3d import MCGAN3D
 from pathosynth.models.pggan import PGGAN
@@ -23,6 +24,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     PGGAN,
     UNET_CGAN,
     MCGAN3D,
+    DIFFUSION,
 )}
 
 
