@@ -21,17 +21,20 @@ def _sampler(**kwargs) -> DiffusionSampler:
                             **kwargs).eval()
 
 
-def test_ddim_with_an_exact_denoiser_lands_on_the_image_it_knows():
-    """If the network predicts the true noise of x_t for one known image x0, deterministic DDIM
-    (eta = 0) must end on x0 from any start, in any number of steps: a check of the sampling loop
-    against the forward process's closed form, not against our own numbers."""
-    sampler = _sampler(sample_steps=7)
+@pytest.mark.parametrize("prediction", ["v_prediction", "epsilon"])
+def test_ddim_with_an_exact_denoiser_lands_on_the_image_it_knows(prediction):
+    """If the network predicts the true noise (or v = sqrt(a) noise - sqrt(1 - a) x0) of x_t for
+    one known image x0, deterministic DDIM (eta = 0) must end on x0 from any start, in any number
+    of steps: a check of the sampling loop against the forward process's closed form, not against
+    our own numbers."""
+    sampler = _sampler(sample_steps=7, prediction=prediction)
     target = torch.linspace(-0.8, 0.8, 16 * 16).reshape(1, 1, 16, 16)
     alphas = sampler.scheduler().alphas_cumprod
 
     def exact(x, t, labels):
         a = alphas[t].reshape(-1, 1, 1, 1)
-        return (x - a.sqrt() * target) / (1 - a).sqrt()
+        noise = (x - a.sqrt() * target) / (1 - a).sqrt()
+        return noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * target
 
     sampler.denoise = exact
     start = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))

@@ -2,7 +2,7 @@
 
 A step draws a batch of training images, a uniform timestep and Gaussian noise per image, noises
 the images by the DDPM forward process, drops labels to "no class" with probability
-`label_dropout`, and regresses the noise (mean squared error). Every draw comes from the torch RNG
+`label_dropout`, and regresses v (or the noise; mean squared error). Every draw comes from the torch RNG
 the checkpoint keeps, so a resumed run continues exactly.
 """
 
@@ -64,7 +64,9 @@ class DiffusionStep(TrainingStep):
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         with self.autocast:
             predicted = self.unet(noisy, timesteps=t, class_labels=labels if self.num_classes else None)
-        loss = F.mse_loss(predicted.float(), noise)
+        target = (self.noising.get_velocity(images, noise, t) if self.settings.prediction == "v_prediction"
+                  else noise)
+        loss = F.mse_loss(predicted.float(), target)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
