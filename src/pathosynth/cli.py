@@ -224,9 +224,11 @@ def show(dataset, out, count, split, label, channel, seed):
 
 
 @cli.command()
-@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d", "diffusion"]),
+@click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d", "diffusion",
+                                            "inpaint2d"]),
               default=None, help="Generator family (required unless --resume); mcgan3d: 3D nodule inpainting on CT "
-                                 "VOIs; diffusion: class-conditional DDIM with classifier-free guidance.")
+                                 "VOIs; diffusion: class-conditional DDIM with classifier-free guidance; inpaint2d: "
+                                 "2D lesions painted into real slices.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (from `data import` or `data phantom`); its train split is used.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
@@ -326,21 +328,34 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 @click.option("--copies", type=COUNT, default=1, show_default=True, help="With --scans: synthetic scans per real one.")
 @click.option("--positions", type=click.Choice(["real", "random"]), default="real", show_default=True,
               help="With --scans: replace the real nodules (the paper's protocol) or add nodules at random "
-                   "positions inside the lungs.")
+                   "positions inside the lungs. inpaint2d runs: real lesion layouts, jittered, or --per-image "
+                   "lesions at random places inside the organ.")
+@click.option("--into", type=click.Path(path_type=Path), default=None,
+              help="inpaint2d runs: the dataset whose lesion-free slices are painted into [default: the training "
+                   "data].")
+@click.option("--split", default="train", show_default=True, help="inpaint2d runs: the split of --into to paint into.")
+@click.option("--per-image", type=COUNT, default=1, show_default=True,
+              help="inpaint2d runs with --positions random: lesions painted into each slice.")
+@click.option("--lesion-size", default=None,
+              help="inpaint2d runs with --positions random: box side in px, MIN-MAX (e.g. 4-8 or 60-80 for sizes "
+                   "outside the training range) [default: the real lesions' sizes].")
 @click.option("--per-scan", type=COUNT, default=1, show_default=True,
               help="With --positions random: nodules added to each scan.")
 @click.option("--keep-source-map", type=click.Path(path_type=Path), default=None,
-              help="With --ct or --scans: also write this JSON file, outside --out, linking each synthetic scan to "
-                   "the source scan it was made from (path, series uid, sha256). It leads back to patients: keep it "
-                   "with the source data and never share it; --out itself names no source.")
+              help="With --ct, --scans or an inpaint2d run: also write this JSON file, outside --out, linking each "
+                   "synthetic scan or slice to the source it was made from (scans: path, series uid, sha256; slices: "
+                   "sample and patient id). It leads back to patients: keep it with the source data and never share "
+                   "it; --out itself names no source.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Image i gets seed SEED + i.")
 @click.option("--batch", type=COUNT, default=64, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, sizes, attenuations, zoom, scans,
-             copies, positions, per_scan, keep_source_map, seed, batch, overwrite, quiet):
-    """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance), or,
-    with a 3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans."""
+             copies, positions, into, split, per_image, lesion_size, per_scan, keep_source_map, seed, batch, overwrite,
+             quiet):
+    """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance); with a
+    3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans; with an inpaint2d run, lesions
+    painted into real slices (with their masks)."""
     from pathosynth.data.boxes import parse_boxes
     from pathosynth.generate import generate as generate_with
 
@@ -354,8 +369,22 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
                          jitter="" if jitter == "none" else jitter, seed=seed, batch=batch, overwrite=overwrite,
                          progress=not quiet, ct=ct, at=at, sizes=sizes, attenuations=attenuations, zoom=zoom,
                          scans=scans, copies=copies, positions=positions, per_scan=per_scan,
-                         source_map=keep_source_map)
+                         source_map=keep_source_map, into=into, split=split, per_image=per_image,
+                         lesion_size=_size_range(lesion_size))
     click.echo(f"wrote {path}")
+
+
+def _size_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    low, _, high = text.partition("-")
+    try:
+        sizes = (int(low), int(high or low))
+    except ValueError:
+        sizes = (0, 0)
+    if not 2 <= sizes[0] <= sizes[1]:
+        raise UserError(f"--lesion-size '{text}': write MIN-MAX in px with 2 <= MIN <= MAX, e.g. 10-30")
+    return sizes
 
 
 @cli.group()

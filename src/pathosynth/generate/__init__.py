@@ -1,8 +1,9 @@
 """Generation: conditions in, images with their labels, boxes, seeds and provenance out.
 
-`generate` handles every family: a 2D run writes N images into a dataset folder
-(`images.py`); a 3D MCGAN run places nodules of a chosen size and attenuation into CT scans
-(`nodules.py`, through the inpainter of `inpaint.py` and the geometry of `placement/`).
+`generate` handles every family, as its declaration says (`Family.generation`): a 2D image run
+writes N images into a dataset folder (`images.py`); a 3D MCGAN run places nodules of a chosen
+size and attenuation into CT scans (`nodules.py`, through the inpainter of `inpaint.py` and the
+geometry of `placement/`); a 2D lesion inpainter paints lesions into real slices (`lesions.py`).
 `teaching.py` makes teaching cases on demand for the reader app. Every one of them reads a run
 through `contracts.read_run` and loads its generators in one place (`images.load_generators`,
 `inpaint.load_inpainter`).
@@ -23,17 +24,36 @@ def generate(run: str | Path, n: int | None, out: str | Path, *, label: str | No
              progress: bool = True, ct: str | Path | None = None, at: Sequence[str] = (),
              sizes: Sequence[str] = (), attenuations: Sequence[str] = (), zoom: float = 1.0,
              scans: str | Path | None = None, copies: int = 1, positions: str = "real",
-             per_scan: int = 1, source_map: str | Path | None = None) -> Path:
+             per_scan: int = 1, source_map: str | Path | None = None, into: str | Path | None = None,
+             split: str = "train", per_image: int = 1, lesion_size: tuple[int, int] | None = None) -> Path:
     """Generate with the trained run in `run` into `out`; returns `out`.
 
     2D runs: `n` images (`label`, `boxes`, `boxes_from`, `jitter`, `batch`; see `images.generate_images`).
     3D MCGAN runs: nodules placed into `ct` at `at` with `sizes` and `attenuations`, or into every scan
     of the LUNA16-layout folder `scans` (`copies`, `positions`, `per_scan`, `jitter` as shift/zoom);
+    2D lesion inpainters: `n` slices of `into` (`split`) with lesions painted in at `boxes`, real
+    layouts (`boxes_from`, `jitter`) or `positions` "random" (`per_image`, `lesion_size`); see
+    `lesions.paint_lesions`.
     `source_map` keeps the source -> synthetic table (it names real scans: keep it apart).
     """
     from pathosynth.models import family
 
-    if family(read_run(Path(run)).model).spatial_dims == 3:
+    kind = family(read_run(Path(run)).model).generation
+    if kind == "lesions":
+        if ct or scans or at or sizes or attenuations:
+            raise UserError(f"{run} paints 2D lesions into slices: --ct, --scans, --at, --size and --attenuation "
+                            "are for 3D MCGAN runs")
+        if n is None:
+            raise UserError("give --n, the number of slices to paint lesions into")
+        from pathosynth.generate.lesions import paint_lesions
+
+        return paint_lesions(run, n, out, into=into, split=split, label=label, boxes=boxes, boxes_from=boxes_from,
+                             jitter=jitter, positions=positions, per_image=per_image, lesion_size=lesion_size,
+                             seed=seed, batch=batch, overwrite=overwrite, progress=progress, source_map=source_map)
+    if into or per_image != 1 or lesion_size:
+        raise UserError(f"{run} does not paint lesions into slices: --into, --per-image and --lesion-size are for "
+                        "`--model inpaint2d` runs")
+    if kind == "nodules":
         return _nodules(run, n, out, ct=ct, at=at, sizes=sizes, attenuations=attenuations, zoom=zoom, scans=scans,
                         copies=copies, positions=positions, per_scan=per_scan, jitter=jitter, source_map=source_map,
                         seed=seed, overwrite=overwrite, progress=progress)

@@ -13,6 +13,7 @@ from pathosynth.errors import UserError
 from pathosynth.models.dcgan import DCGAN, WGAN
 from pathosynth.models.diffusion import DIFFUSION
 from pathosynth.models.family import Family
+from pathosynth.models.inpaint2d import INPAINT2D
 from pathosynth.models.mcgan3d import MCGAN3D
 from pathosynth.models.pggan import PGGAN
 from pathosynth.models.unet_cgan import UNET_CGAN
@@ -25,6 +26,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     UNET_CGAN,
     MCGAN3D,
     DIFFUSION,
+    INPAINT2D,
 )}
 
 

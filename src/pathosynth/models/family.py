@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # torch: for the type checker only
     from pathosynth.training.step import TrainingStep
 
 BoxUse = Literal["never", "optional", "required"]
+# what `generate` does with a run: draw whole images, place nodules into CT scans, paint lesions
+# into real slices
+Generation = Literal["images", "nodules", "lesions"]
 Loss = Literal["nonsaturating", "wasserstein", "wgan-gp", "least-squares"]
 
 
@@ -62,6 +65,9 @@ class ImageGAN(Adversarial):
 
     def check(self, config: Any) -> None:
         super().check(config)
+        resolution = config.resolution  # the image GANs halve it down to 4 x 4
+        if 2 ** round(math.log2(resolution)) != resolution:
+            raise UserError(f"resolution {resolution} is not a power of two >= 8; use e.g. 64, 128 or 256")
         if self.diffaugment:
             from pathosynth.training.augment import parse_policy  # torch: only when a policy is given
 
@@ -86,6 +92,7 @@ class Family:
     training: dict[str, Any] = field(default_factory=dict)  # its values of the shared settings, every preset
     boxes: BoxUse = "never"  # conditioning on a box image
     grows: bool = False  # progressive growing: its step runs stages and fade-ins
+    generation: Generation = "images"
     box_presets: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra values with --boxes
 
     def preset_values(self, preset: str, common: dict[str, Any], boxes: bool) -> dict[str, Any]:

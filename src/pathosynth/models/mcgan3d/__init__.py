@@ -53,7 +53,7 @@ def _discriminators(config, channels: int, num_classes: int) -> MCGANDiscriminat
 # realism but hurt detection); targets flipped once in three; flips.
 MCGAN3D = Family(
     name="mcgan3d", spatial_dims=3, config=MCGAN3DConfig, step=MCGANStep, generator_class=MCGANGenerator,
-    generator_kwargs=_generator_kwargs, discriminator=_discriminators,
+    generator_kwargs=_generator_kwargs, discriminator=_discriminators, generation="nodules",
     training=dict(optimizer="adam", lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), classes="none", resolution=64),
     presets={"paper": dict(unet_widths=(64, 128, 256, 512), width=64, batch=16, steps=6_000_000,
                            notes={"steps": "6,000,000 steps, batch 16, Adam 2e-4 (thesis section 6)",

@@ -1,0 +1,115 @@
+"""The geometry of putting a generated lesion into a real 2D slice (the 2D lesion inpainter).
+
+Boxes are [x0, y0, x1, y1] in slice pixels, max exclusive (as the dataset's boxes). A lesion is
+painted into its box; the pixels within `margin` px of the box are blended (feathered) towards the
+generated patch, and every pixel farther than `margin` from every box is the source slice's own,
+bit for bit. Where lesions may go: inside the organ (`organ_mask`: the body part of the slice, not
+its background), whole boxes only, apart from each other and from the slice's own lesions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+# the feather: generated pixels as they are up to FULL px outside the box, linear to the source
+# slice's pixels at MARGIN px, untouched beyond
+FULL, MARGIN = 2, 6
+
+
+def box_distance(shape: tuple[int, int], box: list[float]) -> np.ndarray:
+    """Chebyshev distance (px) of every pixel to the box (0 inside)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    yy, xx = np.arange(shape[0])[:, None], np.arange(shape[1])[None, :]
+    dy = np.maximum(np.maximum(y0 - yy, yy - (y1 - 1)), 0)
+    dx = np.maximum(np.maximum(x0 - xx, xx - (x1 - 1)), 0)
+    return np.maximum(dy, dx)
+
+
+def feather(distance: np.ndarray, full: int = FULL, margin: int = MARGIN) -> np.ndarray:
+    """Blend weight of the generated pixels: 1 to `full` px outside the box, 0 from `margin` px."""
+    return np.clip((margin - distance) / float(margin - full), 0.0, 1.0).astype(np.float32)
+
+
+def blend(source: np.ndarray, generated: np.ndarray, box: list[float], margin: int = MARGIN) -> np.ndarray:
+    """`generated` inside the box and its feather, `source` (the very same values) everywhere else."""
+    weight = feather(box_distance(source.shape[-2:], box), margin=margin)
+    out = source.copy()
+    touched = weight > 0
+    out[..., touched] = (weight[touched] * generated[..., touched]
+                         + (1.0 - weight[touched]) * source[..., touched]).astype(source.dtype)
+    return out
+
+
+def organ_mask(image: np.ndarray) -> np.ndarray:
+    """The body part of a slice: above an Otsu threshold between background and tissue, holes
+    filled, the largest connected piece (a brain, a chest). (H, W) bool."""
+    values = image.astype(np.float64)
+    threshold = _otsu(values)
+    mask = ndimage.binary_fill_holes(values > threshold)
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, count + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    counts, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(counts)
+    mean = np.cumsum(counts * centres)
+    total, grand = weight[-1], mean[-1]
+    below, above = weight[:-1], total - weight[:-1]
+    valid = (below > 0) & (above > 0)
+    between = np.zeros_like(centres[:-1])
+    between[valid] = (grand * below[valid] / total - mean[:-1][valid]) ** 2 / (below[valid] * above[valid])
+    return float(edges[1 + int(np.argmax(between))]) if valid.any() else float(values.mean())
+
+
+def random_boxes(organ: np.ndarray, sizes: list[tuple[int, int]], rng: np.random.Generator,
+                 avoid: list[list[float]] = (), gap: int = MARGIN, tries: int = 200) -> list[list[float]]:
+    """One box per (width, height) in `sizes`, wholly inside `organ`, at least `gap` px from each
+    other and from `avoid` (the slice's own lesions); a size that does not fit is left out."""
+    placed: list[list[float]] = []
+    taken = np.zeros(organ.shape, dtype=bool)
+    for box in avoid:
+        taken |= box_distance(organ.shape, box) <= gap
+    inside_integral = np.pad(organ.astype(np.int64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    for width, height in sizes:
+        free = organ & ~taken
+        ys, xs = np.nonzero(free)
+        for _ in range(tries if len(ys) else 0):
+            k = int(rng.integers(len(ys)))
+            x0, y0 = int(xs[k]) - width // 2, int(ys[k]) - height // 2
+            box = [x0, y0, x0 + width, y0 + height]
+            if _box_inside(inside_integral, box, organ.shape) and not taken[y0:y0 + height, x0:x0 + width].any():
+                placed.append([float(v) for v in box])
+                taken |= box_distance(organ.shape, box) <= gap
+                break
+    return placed
+
+
+def _box_inside(integral: np.ndarray, box: list[int], shape: tuple[int, ...]) -> bool:
+    """Every pixel of the box is organ (a summed-area lookup)."""
+    x0, y0, x1, y1 = box
+    if x0 < 0 or y0 < 0 or x1 > shape[1] or y1 > shape[0]:
+        return False
+    inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return int(inside) == (x1 - x0) * (y1 - y0)
+
+
+def plan_patch(box: list[float], patch: int, margin: int = MARGIN, context: int = 12,
+               offset: tuple[float, float] | None = None) -> tuple[int, int, int]:
+    """The square crop (top, left, side) the inpainter sees around `box`: `patch` px at the
+    slice's own pixel size when the box and its margin fit, else the box, margin and `context` px
+    (resized to `patch` by the caller). `offset` in [0, 1) per axis places the box inside the
+    crop (training draws it; None: centred, as at generation)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    need = max(x1 - x0, y1 - y0) + 2 * margin
+    side = patch if need <= patch else need + 2 * context
+    corner = []
+    for axis, (low, high) in enumerate(((y0, y1), (x0, x1))):
+        first, last = high + margin - side, low - margin  # the crop starts that keep the hole inside
+        corner.append((first + last) // 2 if offset is None else first + int(offset[axis] * (last - first + 1)))
+    return corner[0], corner[1], side

@@ -1,0 +1,94 @@
+"""The 2D lesion inpainter's training set: the slices that hold a lesion, at native resolution,
+with their lesion masks and the box of each slice's largest lesion.
+
+The inpainter learns the lesion in a box from the tissue around it, so it trains on the slices
+whose masks show a lesion; the box is the tight box of the largest connected mask component
+(fragments of a few pixels are not what it should learn to draw). Slices are not resized: a patch
+around the box is cut at the slice's own pixel size (`patches.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm import tqdm
+
+from pathosynth.contracts import Intensity
+from pathosynth.data.dataset import Dataset
+from pathosynth.data.splits import patient_subset
+from pathosynth.errors import UserError
+
+if TYPE_CHECKING:
+    from pathosynth.config import TrainConfig
+
+
+@dataclass
+class LesionSet:
+    images: torch.Tensor  # (N, 1, H, W) float16, normalised to [0, 1] (the data's clip range)
+    masks: torch.Tensor  # (N, 1, H, W) bool: lesion
+    boxes: list[list[int]]  # per slice, the largest lesion's tight box [x0, y0, x1, y1) in px
+    classes: list[str]
+    channels: list[str]
+    intensity: Intensity  # maps [-1, 1] to the data's unit; [0, 1] here is (normalised + 1) / 2
+    spacing: list[float] | None
+
+
+def largest_lesion_box(mask: np.ndarray) -> list[int] | None:
+    """Tight box [x0, y0, x1, y1) of the largest 8-connected lesion component, or None."""
+    labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3)))
+    if count == 0:
+        return None
+    sizes = ndimage.sum(mask > 0, labels, index=np.arange(1, count + 1))
+    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
+    dataset = Dataset.load(config.data)
+    info = dataset.info
+    if info.dimensionality != 2 or len(info.channels) != 1:
+        raise UserError(f"{config.data}: the 2D lesion inpainter trains on one-channel 2D slices with lesion "
+                        f"masks; this set is {info.dimensionality}D with {len(info.channels)} channel(s)")
+    samples = dataset.select(split=config.split or None)
+    if config.train_patients:
+        keep = patient_subset((s.patient_id for s in samples), config.train_patients, config.subset_seed,
+                              str(config.data))
+        samples = [s for s in samples if s.patient_id in keep]
+    images, masks, boxes, spacings = [], [], [], set()
+    for sample in tqdm(samples, desc="reading", unit="img", disable=not progress, leave=False):
+        mask = dataset.read_mask(sample) if sample.mask else None
+        box = largest_lesion_box(mask) if mask is not None else None
+        if box is None:
+            continue
+        images.append(dataset.read(sample)[0].astype(np.float32))
+        masks.append(mask > 0)
+        boxes.append(box)
+        if sample.spacing:
+            spacings.add(tuple(round(s, 6) for s in sample.spacing))
+    if not images:
+        raise UserError(f"{config.data}: no '{config.split}' slice has a lesion mask; the lesion inpainter learns "
+                        "lesions from their masks: import the masks (e.g. BraTS segmentations)")
+    if len({image.shape for image in images}) != 1:
+        raise UserError(f"{config.data}: the slices differ in size; the lesion inpainter needs one slice size "
+                        "(import with a common size, e.g. the BraTS importer's padding)")
+    stacked = np.stack(images)
+    intensity = _intensity(stacked)
+    unit = np.clip((intensity.normalise(stacked) + 1.0) / 2.0, 0.0, 1.0)
+    return LesionSet(images=torch.from_numpy(unit.astype(np.float16))[:, None],
+                     masks=torch.from_numpy(np.stack(masks))[:, None], boxes=boxes, classes=list(info.classes),
+                     channels=list(info.channels), intensity=intensity,
+                     spacing=list(spacings.pop()) if len(spacings) == 1 else None)
+
+
+def _intensity(images: np.ndarray) -> Intensity:
+    """The data's own range: background (the minimum) to the 99.9th percentile, so that air is 0 in
+    [0, 1] (the patch's padding value) and bright lesion rims are not clipped."""
+    low = float(images.min())
+    high = float(np.percentile(images[:: max(1, len(images) // 64)], 99.9))
+    if high <= low:
+        high = low + 1.0
+    return Intensity(mid=(low + high) / 2, half=(high - low) / 2, low_clip=low, high_clip=high)

@@ -1,0 +1,102 @@
+"""Painting 2D lesions into real slices: only the boxes and their margin change, an image depends
+only on its seed, masks and boxes come with it, no source is named, and misuse ends in one sentence."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pathosynth.config import make_config
+from pathosynth.data.dataset import Dataset
+from pathosynth.errors import UserError
+from pathosynth.generate import generate
+from pathosynth.generate.placement.slices import box_distance, organ_mask
+from pathosynth.training.loop import resume_run, train
+
+
+@pytest.fixture(scope="module")
+def inpaint_run(tiny_brain, tmp_path_factory):
+    torch.set_num_threads(1)
+    config = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=4)
+    return train(config, tmp_path_factory.mktemp("inp") / "run", progress=False)
+
+
+def _sources(source_map):
+    return {row["synthetic"]: row["source_sample"] for row in json.loads(source_map.read_text())["scans"]}
+
+
+def test_only_the_boxes_and_their_margin_change_and_each_lesion_has_its_mask(tmp_path, inpaint_run, tiny_brain):
+    source_map = tmp_path / "map.json"
+    out = generate(inpaint_run, 6, tmp_path / "syn", seed=3, source_map=source_map, progress=False)
+    synthetic, real = Dataset.load(out), Dataset.load(tiny_brain)
+    by_id = {s.id: s for s in real.samples}
+    sources = _sources(source_map)
+    margin = make_config("inpaint2d", "tiny").family.margin
+    for sample in synthetic.samples:
+        source = by_id[sources[sample.id]]
+        assert not source.boxes and sample.boxes and sample.label == "tumour"
+        before, after = real.read(source)[0], synthetic.read(sample)[0]
+        near = np.zeros(before.shape, dtype=bool)
+        for box in sample.boxes:
+            near |= box_distance(before.shape, box) < margin
+        assert np.array_equal(after[~near], before[~near])  # bit for bit (same PNG unit)
+        mask = synthetic.read_mask(sample)
+        assert mask is not None and not mask[~near].any()
+        assert sample.synthetic["condition"]["boxes"] == sample.boxes
+
+
+def test_an_image_depends_only_on_its_seed(tmp_path, inpaint_run):
+    one = Dataset.load(generate(inpaint_run, 3, tmp_path / "one", seed=10, batch=3, progress=False))
+    two = Dataset.load(generate(inpaint_run, 5, tmp_path / "two", seed=9, batch=2, progress=False))
+    by_seed = {s.synthetic["seed"]: s for s in two.samples}
+    for sample in one.samples:
+        other = by_seed[sample.synthetic["seed"]]
+        assert np.array_equal(one.read(sample), two.read(other)) and sample.boxes == other.boxes
+
+
+def test_random_positions_put_boxes_of_the_asked_size_inside_the_organ(tmp_path, inpaint_run, tiny_brain):
+    source_map = tmp_path / "map.json"
+    out = generate(inpaint_run, 4, tmp_path / "syn", positions="random", per_image=2, lesion_size=(5, 7), seed=1,
+                   source_map=source_map, progress=False)
+    synthetic, real = Dataset.load(out), Dataset.load(tiny_brain)
+    by_id, sources = {s.id: s for s in real.samples}, _sources(source_map)
+    for sample in synthetic.samples:
+        organ = organ_mask(real.read(by_id[sources[sample.id]])[0])
+        assert 1 <= len(sample.boxes) <= 2
+        for x0, y0, x1, y1 in (map(int, box) for box in sample.boxes):
+            assert 5 <= x1 - x0 <= 7 and x1 - x0 == y1 - y0
+            assert organ[y0:y1, x0:x1].all()
+
+
+def test_no_file_under_out_names_a_source_slice_or_patient(tmp_path, inpaint_run, tiny_brain):
+    out = generate(inpaint_run, 4, tmp_path / "syn", seed=0, progress=False)
+    names = {s.id for s in Dataset.load(tiny_brain).samples} | {s.patient_id for s in Dataset.load(tiny_brain).samples}
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in (".csv", ".json"):
+            text = path.read_text()
+            assert not [name for name in names if name in text], path
+    assert str(tiny_brain) not in (out / "dataset.json").read_text()
+
+
+def test_training_resumes_bit_for_bit(tmp_path, tiny_brain):
+    torch.set_num_threads(1)
+    config = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=6, checkpoint_every=2)
+    train(config, tmp_path / "straight", progress=False)
+    train(config, tmp_path / "interrupted", progress=False, stop_after=3)
+    resume_run(tmp_path / "interrupted", progress=False)
+    a, b = (torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+            for name in ("straight", "interrupted"))
+    for part in ("generator", "discriminator", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
+
+
+def test_misuse_ends_in_one_sentence(tmp_path, inpaint_run, tiny_brain):
+    with pytest.raises(UserError, match="--ct, --scans"):
+        generate(inpaint_run, 2, tmp_path / "a", ct=tmp_path / "x.nii.gz", progress=False)
+    with pytest.raises(UserError, match="not inside"):
+        generate(inpaint_run, 2, tmp_path / "b", boxes=[[0, 0, 500, 500]], progress=False)
+    dcgan = train(make_config("dcgan", "tiny", data=str(tiny_brain), steps=1), tmp_path / "dcgan", progress=False)
+    with pytest.raises(UserError, match="--into"):
+        generate(dcgan, 2, tmp_path / "c", into=tiny_brain, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

@@ -1,0 +1,54 @@
+"""Where 2D lesions may go and how they are blended in: checked against scipy's distance transform
+and on drawn shapes whose answer is known."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pathosynth.generate.placement.slices import MARGIN, blend, box_distance, organ_mask, random_boxes
+
+
+@pytest.mark.parametrize("box", [[10, 12, 20, 15], [0, 0, 5, 5], [30, 25, 40, 40]])
+def test_box_distance_is_the_chessboard_distance_to_the_box(box):
+    shape = (40, 50)
+    inside = np.zeros(shape, dtype=bool)
+    inside[box[1]:box[3], box[0]:box[2]] = True
+    reference = ndimage.distance_transform_cdt(~inside, metric="chessboard")
+    assert np.array_equal(box_distance(shape, box), reference)
+
+
+def test_blend_changes_nothing_farther_than_the_margin_and_takes_the_generated_box():
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(64, 64)).astype(np.float32)
+    generated = rng.normal(size=(64, 64)).astype(np.float32)
+    box = [20, 22, 30, 35]
+    out = blend(source, generated, box)
+    far = box_distance(source.shape, box) >= MARGIN
+    assert np.array_equal(out[far], source[far])  # bit for bit
+    assert np.array_equal(out[22:35, 20:30], generated[22:35, 20:30])
+    assert out.dtype == source.dtype
+
+
+def test_organ_mask_finds_a_noisy_disc_and_ignores_a_speck_outside_it():
+    yy, xx = np.mgrid[:128, :128]
+    disc = (yy - 60) ** 2 + (xx - 70) ** 2 < 40 ** 2
+    image = np.where(disc, 600.0, 0.0) + np.random.default_rng(1).normal(0, 40, disc.shape)
+    image[60, 65:75] = 0.0  # a dark line inside: a hole to fill
+    image[5:8, 5:8] = 900.0  # a bright speck outside: not the organ
+    mask = organ_mask(image)
+    assert (mask & disc).sum() / (mask | disc).sum() > 0.97
+    assert not mask[5:8, 5:8].any()
+
+
+def test_random_boxes_lie_inside_the_organ_and_keep_apart():
+    yy, xx = np.mgrid[:128, :128]
+    organ = (yy - 64) ** 2 + (xx - 64) ** 2 < 50 ** 2
+    own = [[60.0, 60.0, 70.0, 70.0]]
+    boxes = random_boxes(organ, [(12, 10), (8, 8), (20, 16), (6, 9)], np.random.default_rng(3), avoid=own)
+    assert len(boxes) == 4
+    for i, box in enumerate(boxes):
+        x0, y0, x1, y1 = map(int, box)
+        assert organ[y0:y1, x0:x1].all()
+        for other in boxes[:i] + own:
+            assert box_distance(organ.shape, other)[y0:y1, x0:x1].min() > MARGIN
+    assert random_boxes(organ, [(200, 200)], np.random.default_rng(3)) == []  # too big: left out
