@@ -3,7 +3,7 @@
 Each synthetic image i (seed `seed + i`) is a real slice drawn from the source pool (by default the
 slices without lesions of the run's training data, split `train`) with lesions painted into boxes:
 - `boxes`: the same boxes for every image (px of the slice);
-- positions "real": a real lesion layout of the source set (`boxes_from`), moved by the papers'
+- positions "real": a real lesion layout of the hosts' split (or of `boxes_from`), moved by the papers'
   jitter (flip, shift 10%, zoom 10%), kept when every box lies inside the organ;
 - positions "random": `per_image` boxes at random places inside the organ, of the real lesions'
   sizes or of `lesion_size` (px, min-max: sizes outside the training range, atypical cases).
@@ -92,8 +92,7 @@ def paint(painter: Painter, slices: list[np.ndarray], layouts: list[list[list[fl
                                                                [rngs[i] for i in which])):
             box = layouts[i][round_]
             out[i] = blend(out[i], image, box, margin=painter.margin)
-            near = box_distance(out[i].shape, box) < painter.margin
-            masks[i] |= near & (probability > 0.5)
+            masks[i] |= (box_distance(out[i].shape, box) == 0) & (probability > 0.5)  # a box is its lesion's
     return out, masks
 
 
@@ -172,10 +171,12 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     lesion_label = label or _lesion_label(source)
     request = _Request(boxes, Path(boxes_from) if boxes_from else None,
                        Jitter.parse(PAPER_JITTER if jitter is None else jitter), positions, per_image, lesion_size)
-    reference = Dataset.load(request.boxes_from) if request.boxes_from else source
-    layouts = [s.boxes for s in reference.samples if s.boxes]
+    # layouts from the hosts' own split unless asked otherwise: no test lesion's geometry in training data
+    reference = Dataset.load(request.boxes_from).samples if request.boxes_from else source.select(split=split or None)
+    layouts = [s.boxes for s in reference if s.boxes]
     if not boxes and not layouts:
-        raise UserError(f"{reference.root}: no slice has lesion boxes to take layouts or sizes from; pass --boxes")
+        raise UserError(f"{request.boxes_from or source.root}: no slice has lesion boxes to take layouts or sizes "
+                        "from; pass --boxes or --boxes-from")
     painter = load_painter(run_dir, default_device())
     links: list[dict] = []
     with DatasetWriter(out, _info(source, out, run_dir, seed, lesion_label), overwrite=overwrite) as writer:
