@@ -3,12 +3,15 @@
 Each synthetic image i (seed `seed + i`) is a real slice drawn from the source pool (by default the
 slices without lesions of the run's training data, split `train`) with lesions painted into boxes:
 - `boxes`: the same boxes for every image (px of the slice);
-- positions "real": a real lesion layout of the hosts' split (or of `boxes_from`), moved by the papers'
-  jitter (flip, shift 10%, zoom 10%), kept when every box lies inside the organ;
+- positions "real": a real lesion layout, moved by the papers' jitter (flip, shift 10%, zoom 10%),
+  kept when every box lies inside the organ;
 - positions "random": `per_image` boxes at random places inside the organ, of the real lesions'
   sizes or of `lesion_size` (px, min-max: sizes outside the training range, atypical cases).
-Pixels farther than the margin from every painted box are the source slice's own, bit for bit. Each
-row carries its boxes, the painted lesions' mask, its seed and provenance (run, generator sha256,
+Each lesion's shape and sub-regions are a training lesion's label map (of the lesions the run
+learned from, or of `boxes_from`), flipped and transposed at random and resized to fill its box;
+the painter paints its tissue. Pixels farther than the margin from every painted box are the
+source slice's own, bit for bit. Each row carries its boxes, the painted lesions' label map, its
+seed and provenance (run, generator sha256,
 step, the boxes asked for); no row names the source slice or its patient. The link back is written
 only on request, to a source map outside OUT (`source_map`).
 """
@@ -32,19 +35,21 @@ from pathosynth.data.image import MedicalImage, plain_direction
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 from pathosynth.generate.images import PAPER_JITTER, Jitter
-from pathosynth.generate.placement.slices import blend, box_distance, feather, organ_mask, plan_patch, random_boxes
+from pathosynth.generate.placement.slices import fit_shape, lesion_weight, organ_mask, plan_patch, random_boxes
 from pathosynth.models import build_generator
-from pathosynth.models.inpaint2d.networks import generator_inputs
+from pathosynth.models.inpaint2d.networks import painter_inputs
+from pathosynth.models.inpaint2d.step import patch_inputs
 from pathosynth.outputs import check_source_map_target, write_source_map
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
+from pathosynth.training.lesions import lesion_samples, main_lesion
 
 INSIDE = 0.95  # a real layout's box must lie this much inside the organ
 
 
 @dataclass
 class Painter:
-    """A trained inpainter and what it needs to paint into slices of the data's unit."""
+    """A trained painter and what it needs to paint into slices of the data's unit."""
 
     model: torch.nn.Module
     file: Path
@@ -52,6 +57,7 @@ class Painter:
     step: int
     patch: int
     margin: int
+    labels: list[int]
     intensity: Intensity
     device: torch.device
 
@@ -69,61 +75,86 @@ def load_painter(run_dir: Path, device: torch.device) -> Painter:
         model = build_generator(payload["model"], payload["generator_kwargs"])
         model.load_state_dict(payload["weights"])
         intensity = Intensity(**payload["intensity"])
-        patch, margin = int(payload["patch"]), int(payload["margin"])
+        patch, margin, labels = int(payload["patch"]), int(payload["margin"]), list(payload["labels"])
     except (KeyError, RuntimeError, TypeError) as exc:
         raise UserError(f"{path}: the weights do not fit the recorded model ({exc}); "
                         "train the run again with this pathosynth version") from exc
     return Painter(model.to(device).eval(), path, ckpt.sha256(path), int(payload.get("step", 0)), patch, margin,
-                   intensity, device)
+                   labels, intensity, device)
+
+
+def lesion_bank(dataset: Dataset, samples: list[Sample]) -> list[np.ndarray]:
+    """The label-map crops of these samples' largest lesions: the shapes lesions are drawn from."""
+    bank = []
+    for sample in samples:
+        found = main_lesion(dataset.read_mask(sample)) if sample.mask else None
+        if found is not None:
+            (x0, y0, x1, y1) = found[1]
+            bank.append(found[0][y0:y1, x0:x1])
+    return bank
 
 
 @torch.no_grad()
-def paint(painter: Painter, slices: list[np.ndarray], layouts: list[list[list[float]]], seeds: list[int]
-          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def paint(painter: Painter, slices: list[np.ndarray], layouts: list[list[list[float]]], seeds: list[int],
+          bank: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each slice (H, W, the data's unit) with a lesion painted into each box of its layout, one box
-    after another (a box sees the lesions painted before it); and the painted lesions' masks."""
+    after another (a box sees the lesions painted before it); and the painted lesions' label maps.
+    The lesion's shape comes from `bank`, its tissue from the painter; pixels farther than the
+    lesion's feather (4 px) stay the slice's own."""
     out = [s.copy() for s in slices]
-    masks = [np.zeros(s.shape, dtype=bool) for s in slices]
-    rngs = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    maps = [np.zeros(s.shape, dtype=np.uint8) for s in slices]
+    shapes = [np.random.default_rng(int(seed)) for seed in seeds]
+    noises = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     for round_ in range(max((len(layout) for layout in layouts), default=0)):
         which = [i for i, layout in enumerate(layouts) if len(layout) > round_]
-        for i, (image, probability) in zip(which, _paint_boxes(painter, [out[i] for i in which],
-                                                               [layouts[i][round_] for i in which],
-                                                               [rngs[i] for i in which])):
-            box = layouts[i][round_]
-            out[i] = blend(out[i], image, box, margin=painter.margin)
-            masks[i] |= (box_distance(out[i].shape, box) == 0) & (probability > 0.5)  # a box is its lesion's
-    return out, masks
+        jobs = [_Job(out[i], layouts[i][round_], fit_shape(bank[int(shapes[i].integers(len(bank)))],
+                                                           layouts[i][round_], shapes[i]), noises[i])
+                for i in which]
+        for i, job in zip(which, _paint_jobs(painter, jobs)):
+            out[i], placed = job
+            maps[i] = np.where(placed > 0, placed, maps[i])
+    return out, maps
 
 
-def _paint_boxes(painter: Painter, slices: list[np.ndarray], boxes: list[list[float]], rngs: list[torch.Generator]):
-    """Per slice: the painted patch pasted into a full-size array (data unit) and the mask probability."""
-    crops, plans = [], []
-    for image, box in zip(slices, boxes):
-        top, left, side = plan_patch(box, painter.patch, painter.margin)
-        local = [box[0] - left, box[1] - top, box[2] - left, box[3] - top]
-        distance = box_distance((side, side), local)
-        maps = np.stack([_cut(painter.to_unit(image), top, left, side), feather(distance, margin=painter.margin),
-                         (distance == 0).astype(np.float32)])
-        crop = torch.from_numpy(maps)[None]
-        if side != painter.patch:
-            crop = F.interpolate(crop, size=(painter.patch, painter.patch), mode="area")
-            crop[:, 2] = (crop[:, 2] > 0.5).float()
-        crops.append(crop[0])
-        plans.append((top, left, side))
-    batch = torch.stack(crops).to(painter.device)
-    noise = torch.stack([torch.randn((1, painter.patch, painter.patch), generator=rng) for rng in rngs])
-    inputs = generator_inputs(batch[:, :1], batch[:, 1:2], batch[:, 2:3], noise.to(painter.device))
-    painted, logit = painter.model(inputs)
+@dataclass
+class _Job:
+    image: np.ndarray  # the slice, data unit
+    box: list[float]
+    shape: np.ndarray  # the lesion's labels, the box's size
+    noise: torch.Generator
+
+
+def _paint_jobs(painter: Painter, jobs: list[_Job]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per job: the slice with the lesion painted in, and the lesion's labels at slice size."""
+    inputs, plans = [], []
+    for job in jobs:
+        top, left, side = plan_patch(job.box, painter.patch, painter.margin)
+        x0, y0 = int(round(job.box[0])), int(round(job.box[1]))
+        lesion = np.zeros((side, side), dtype=np.uint8)
+        lesion[y0 - top:y0 - top + job.shape.shape[0], x0 - left:x0 - left + job.shape.shape[1]] = job.shape
+        image = _cut(painter.to_unit(job.image), top, left, side)
+        inputs.append(torch.from_numpy(patch_inputs(image, lesion, painter.labels, painter.patch)))
+        plans.append((top, left, side, lesion))
+    batch = torch.stack(inputs).to(painter.device)
+    noise = torch.stack([torch.randn((1, painter.patch, painter.patch), generator=job.noise) for job in jobs])
+    painted = painter.model(painter_inputs(batch[:, :1], batch[:, 1:2], batch[:, 2:], noise.to(painter.device)))
     results = []
-    for k, (image, (top, left, side)) in enumerate(zip(slices, plans)):
-        values, probability = painted[k:k + 1].float(), torch.sigmoid(logit[k:k + 1].float())
+    for k, (job, (top, left, side, lesion)) in enumerate(zip(jobs, plans)):
+        values = painted[k:k + 1].float()
         if side != painter.patch:
             values = F.interpolate(values, size=(side, side), mode="bilinear", align_corners=False)
-            probability = F.interpolate(probability, size=(side, side), mode="bilinear", align_corners=False)
-        results.append((_paste(image.shape, painter.from_unit(values[0, 0].cpu().numpy()), top, left),
-                        _paste(image.shape, probability[0, 0].cpu().numpy(), top, left)))
+        results.append(_composite(job.image, painter.from_unit(values[0, 0].cpu().numpy()), lesion, top, left))
     return results
+
+
+def _composite(image: np.ndarray, painted: np.ndarray, lesion: np.ndarray, top: int, left: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The slice with the painted crop blended in by the lesion's feather (the source's very values
+    where the weight is 0), and the lesion's labels at slice size."""
+    weight = _paste(image.shape, lesion_weight(lesion > 0), top, left)
+    full = _paste(image.shape, painted, top, left)
+    out = np.where(weight > 0, weight * full + (1 - weight) * image, image).astype(image.dtype)
+    return out, _paste(image.shape, lesion, top, left).astype(np.uint8)
 
 
 def _cut(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
@@ -135,7 +166,7 @@ def _cut(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
 
 
 def _paste(shape: tuple[int, ...], block: np.ndarray, top: int, left: int) -> np.ndarray:
-    out = np.zeros(shape, dtype=np.float32)
+    out = np.zeros(shape, dtype=block.dtype)
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + block.shape[0], shape[0]), min(left + block.shape[1], shape[1])
     out[y0:y1, x0:x1] = block[y0 - top:y1 - top, x0 - left:x1 - left]
@@ -171,25 +202,37 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     lesion_label = label or _lesion_label(source)
     request = _Request(boxes, Path(boxes_from) if boxes_from else None,
                        Jitter.parse(PAPER_JITTER if jitter is None else jitter), positions, per_image, lesion_size)
-    # layouts from the hosts' own split unless asked otherwise: no test lesion's geometry in training data
-    reference = Dataset.load(request.boxes_from).samples if request.boxes_from else source.select(split=split or None)
-    layouts = [s.boxes for s in reference if s.boxes]
-    if not boxes and not layouts:
-        raise UserError(f"{request.boxes_from or source.root}: no slice has lesion boxes to take layouts or sizes "
-                        "from; pass --boxes or --boxes-from")
+    lesions, rows = _lesion_source(record, request.boxes_from)
+    bank = lesion_bank(lesions, rows)
+    layouts = [r.boxes for r in rows if r.boxes]
+    if not bank or (not boxes and not layouts):
+        raise UserError(f"{lesions.root}: no slice has a lesion mask to take lesion shapes and layouts from; pass "
+                        "--boxes-from a dataset with lesion masks")
     painter = load_painter(run_dir, default_device())
     links: list[dict] = []
     with DatasetWriter(out, _info(source, out, run_dir, seed, lesion_label), overwrite=overwrite) as writer:
         bar = tqdm(total=n, desc="paint", unit="img", disable=not progress)
         for start in range(0, n, batch):
             chunk = [seed + i for i in range(start, min(start + batch, n))]
-            _paint_chunk(painter, source, pool, writer, chunk, layouts, request, lesion_label, run_dir, links)
+            _paint_chunk(painter, source, pool, writer, chunk, (bank, layouts), request, lesion_label, run_dir,
+                         links)
             bar.update(len(chunk))
         bar.close()
         done = writer.commit(SplitPlan())
     if target:
         write_source_map(target, done, links)
     return done
+
+
+def _lesion_source(record, boxes_from: Path | None) -> tuple[Dataset, list[Sample]]:
+    """Where lesion shapes and layouts come from: `boxes_from` (its slices with masks), or the
+    lesions the run learned from (its data, split and low-data subset), never another split's."""
+    if boxes_from:
+        dataset = Dataset.load(boxes_from)
+        return dataset, [s for s in dataset.samples if s.mask]
+    dataset, config = Dataset.load(record.data["path"]), record.config
+    return dataset, lesion_samples(dataset, config.get("split") or "train", config.get("train_patients"),
+                                   int(config.get("subset_seed") or 0))
 
 
 def _lesion_label(source: Dataset) -> str:
@@ -213,12 +256,13 @@ def _info(source: Dataset, out: Path, run_dir: Path, seed: int, lesion_label: st
 
 
 def _paint_chunk(painter: Painter, source: Dataset, pool: list[Sample], writer: DatasetWriter, seeds: list[int],
-                 layouts: list, request: _Request, lesion_label: str, run_dir: Path, links: list) -> None:
+                 lesions: tuple[list, list], request: _Request, lesion_label: str, run_dir: Path, links: list) -> None:
+    bank, layouts = lesions
     samples, images, chosen = [], [], []
     for seed in seeds:
         sample, image, layout = _source_and_layout(source, pool, seed, layouts, request)
         samples.append(sample), images.append(image), chosen.append(layout)
-    painted, masks = paint(painter, images, chosen, seeds)
+    painted, masks = paint(painter, images, chosen, seeds, bank)
     for sample, seed, image, mask, layout in zip(samples, seeds, painted, masks, chosen):
         sid = f"synthetic-{seed:08d}"
         links.append({"synthetic": sid, "source_sample": sample.id, "source_patient": sample.patient_id})
@@ -228,7 +272,7 @@ def _paint_chunk(painter: Painter, source: Dataset, pool: list[Sample], writer: 
                                               "checkpoint_sha256": painter.sha256, "step": painter.step, "seed": seed,
                                               "condition": {"boxes": layout, "positions": request.positions}})
         spacing = tuple(sample.spacing or (1.0, 1.0))
-        writer.add(row, MedicalImage(image, spacing, (0.0, 0.0), plain_direction(2)), mask=mask.astype(np.uint8))
+        writer.add(row, MedicalImage(image, spacing, (0.0, 0.0), plain_direction(2)), mask=mask)
 
 
 def _source_and_layout(source: Dataset, pool: list[Sample], seed: int, layouts: list, request: _Request):

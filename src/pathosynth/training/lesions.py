@@ -1,10 +1,11 @@
 """The 2D lesion inpainter's training set: the slices that hold a lesion, at native resolution,
-with their lesion masks and the box of each slice's largest lesion.
+with the label map of each slice's largest lesion and its box.
 
-The inpainter learns the lesion in a box from the tissue around it, so it trains on the slices
-whose masks show a lesion; the box is the tight box of the largest connected mask component
-(fragments of a few pixels are not what it should learn to draw). Slices are not resized: a patch
-around the box is cut at the slice's own pixel size (`patches.py`).
+The painter learns to paint a lesion's tissue from its label map (e.g. BraTS oedema, enhancing
+rim, necrotic core) and the tissue around it, so it trains on the slices whose masks show a lesion;
+it paints the largest connected lesion (fragments of a few pixels are not what it should learn).
+Slices are not resized: a patch around the lesion is cut at the slice's own pixel size. The same
+selection gives generation its bank of lesion shapes (`lesion_samples`, `main_lesion`).
 """
 
 from __future__ import annotations
@@ -29,22 +30,35 @@ if TYPE_CHECKING:
 @dataclass
 class LesionSet:
     images: torch.Tensor  # (N, 1, H, W) float16, normalised to [0, 1] (the data's clip range)
-    masks: torch.Tensor  # (N, 1, H, W) bool: lesion
+    lesions: torch.Tensor  # (N, 1, H, W) uint8: the largest lesion's labels, 0 elsewhere
     boxes: list[list[int]]  # per slice, the largest lesion's tight box [x0, y0, x1, y1) in px
+    labels: list[int]  # the lesion label values, in channel order
     classes: list[str]
     channels: list[str]
     intensity: Intensity  # maps [-1, 1] to the data's unit; [0, 1] here is (normalised + 1) / 2
     spacing: list[float] | None
 
 
-def largest_lesion_box(mask: np.ndarray) -> list[int] | None:
-    """Tight box [x0, y0, x1, y1) of the largest 8-connected lesion component, or None."""
-    labels, count = ndimage.label(mask > 0, structure=np.ones((3, 3)))
+def main_lesion(mask: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
+    """The largest 8-connected lesion component's labels (0 elsewhere) and its tight box
+    [x0, y0, x1, y1), or None without a lesion."""
+    components, count = ndimage.label(mask > 0, structure=np.ones((3, 3)))
     if count == 0:
         return None
-    sizes = ndimage.sum(mask > 0, labels, index=np.arange(1, count + 1))
-    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
-    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    sizes = ndimage.sum(mask > 0, components, index=np.arange(1, count + 1))
+    largest = components == 1 + int(np.argmax(sizes))
+    ys, xs = np.nonzero(largest)
+    return np.where(largest, mask, 0).astype(np.uint8), [int(xs.min()), int(ys.min()), int(xs.max()) + 1,
+                                                          int(ys.max()) + 1]
+
+
+def lesion_samples(dataset: Dataset, split: str, train_patients: int | None, subset_seed: int) -> list:
+    """The samples a run trains on (its split, its low-data subset) that have a mask."""
+    samples = dataset.select(split=split or None)
+    if train_patients:
+        keep = patient_subset((s.patient_id for s in samples), train_patients, subset_seed, str(dataset.root))
+        samples = [s for s in samples if s.patient_id in keep]
+    return [s for s in samples if s.mask]
 
 
 def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
@@ -53,20 +67,15 @@ def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
     if info.dimensionality != 2 or len(info.channels) != 1:
         raise UserError(f"{config.data}: the 2D lesion inpainter trains on one-channel 2D slices with lesion "
                         f"masks; this set is {info.dimensionality}D with {len(info.channels)} channel(s)")
-    samples = dataset.select(split=config.split or None)
-    if config.train_patients:
-        keep = patient_subset((s.patient_id for s in samples), config.train_patients, config.subset_seed,
-                              str(config.data))
-        samples = [s for s in samples if s.patient_id in keep]
-    images, masks, boxes, spacings = [], [], [], set()
+    images, lesions, boxes, spacings = [], [], [], set()
+    samples = lesion_samples(dataset, config.split, config.train_patients, config.subset_seed)
     for sample in tqdm(samples, desc="reading", unit="img", disable=not progress, leave=False):
-        mask = dataset.read_mask(sample) if sample.mask else None
-        box = largest_lesion_box(mask) if mask is not None else None
-        if box is None:
+        found = main_lesion(dataset.read_mask(sample))
+        if found is None:
             continue
         images.append(dataset.read(sample)[0].astype(np.float32))
-        masks.append(mask > 0)
-        boxes.append(box)
+        lesions.append(found[0])
+        boxes.append(found[1])
         if sample.spacing:
             spacings.add(tuple(round(s, 6) for s in sample.spacing))
     if not images:
@@ -75,11 +84,12 @@ def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
     if len({image.shape for image in images}) != 1:
         raise UserError(f"{config.data}: the slices differ in size; the lesion inpainter needs one slice size "
                         "(import with a common size, e.g. the BraTS importer's padding)")
-    stacked = np.stack(images)
+    stacked, maps = np.stack(images), np.stack(lesions)
     intensity = _intensity(stacked)
     unit = np.clip((intensity.normalise(stacked) + 1.0) / 2.0, 0.0, 1.0)
+    values = sorted(int(v) for v in np.unique(maps) if v)
     return LesionSet(images=torch.from_numpy(unit.astype(np.float16))[:, None],
-                     masks=torch.from_numpy(np.stack(masks))[:, None], boxes=boxes, classes=list(info.classes),
+                     lesions=torch.from_numpy(maps)[:, None], boxes=boxes, labels=values, classes=list(info.classes),
                      channels=list(info.channels), intensity=intensity,
                      spacing=list(spacings.pop()) if len(spacings) == 1 else None)
 

@@ -113,3 +113,35 @@ def plan_patch(box: list[float], patch: int, margin: int = MARGIN, context: int 
         first, last = high + margin - side, low - margin  # the crop starts that keep the hole inside
         corner.append((first + last) // 2 if offset is None else first + int(offset[axis] * (last - first + 1)))
     return corner[0], corner[1], side
+
+
+# the lesion's feather: painted pixels as they are up to 1 px outside the lesion, linear to the
+# source slice's pixels at 4 px (inside the box's MARGIN, so the box's guarantee holds)
+LESION_FULL, LESION_EDGE = 1, 4
+
+
+def lesion_weight(lesion: np.ndarray) -> np.ndarray:
+    """Blend weight of the painted pixels around a lesion mask (chessboard distance feather)."""
+    if not lesion.any():
+        return np.zeros(lesion.shape, dtype=np.float32)
+    distance = ndimage.distance_transform_cdt(~lesion, metric="chessboard")
+    return feather(distance, full=LESION_FULL, margin=LESION_EDGE)
+
+
+def label_channels(lesion: np.ndarray, labels: list[int]) -> np.ndarray:
+    """(..., H, W) label map -> (..., len(labels), H, W) float32 one-hot channels."""
+    return np.stack([lesion == value for value in labels], -3).astype(np.float32)
+
+
+def fit_shape(shape: np.ndarray, box: list[float], rng: np.random.Generator) -> np.ndarray:
+    """A lesion label crop flipped and transposed at random, resized (nearest) to fill the box."""
+    if rng.random() < 0.5:
+        shape = shape[:, ::-1]
+    if rng.random() < 0.5:
+        shape = shape[::-1]
+    if rng.random() < 0.5:
+        shape = shape.T
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    rows = np.arange(y1 - y0) * shape.shape[0] // (y1 - y0)
+    columns = np.arange(x1 - x0) * shape.shape[1] // (x1 - x0)
+    return shape[np.ix_(rows, columns)]

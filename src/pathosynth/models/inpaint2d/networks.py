@@ -1,14 +1,14 @@
 """Networks of the 2D lesion inpainter, sized for a CPU.
 
-Generator: a U-Net that runs at half resolution (the 2x2 pixels folded into channels), whose
+Painter: a U-Net that runs at half resolution (the 2x2 pixels folded into channels), whose
 features are upsampled and joined by a thin full-resolution head that also sees the full-resolution
 input, for per-pixel detail (noise grain, thin enhancing rims). Input channels: the patch with the
-hole set to 0, the hole's blend weight, the box, noise in the hole. Outputs: the patch in [0, 1]
-and the lesion mask's logit. Full-resolution 3x3 convolutions cost the most on a CPU; folding them
-into the half-resolution body made a step ~4x cheaper. (A PixelShuffle output instead of the head
-drew a 2x2 checkerboard.)
-Discriminator: a PatchGAN with spectral normalisation on (patch, hole, lesion mask), so it judges
-whether the mask and the image agree and whether the box holds a lesion.
+hole set to 0, the hole, one channel per lesion label (e.g. BraTS oedema, enhancing rim, core),
+noise in the hole. Output: the patch in [0, 1]. Full-resolution 3x3 convolutions cost the most on a
+CPU; folding them into the half-resolution body made a step ~4x cheaper. (A PixelShuffle output
+instead of the head drew a 2x2 checkerboard.)
+Discriminator: a PatchGAN with spectral normalisation on (patch, hole, labels), so it judges
+whether the painted tissue fits its labels and its surroundings.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-IN_CHANNELS = 4  # patch with hole, hole weight, box, noise
+def input_channels(labels: int) -> int:
+    return 3 + labels  # patch with hole, hole, one channel per label, noise
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -50,29 +51,30 @@ class _UNet(nn.Module):
         return self.last(h)
 
 
-class LesionInpainter(nn.Module):
-    def __init__(self, patch: int = 96, widths: tuple[int, ...] = (32, 64, 128, 192), head: int = 16):
+class LesionPainter(nn.Module):
+    def __init__(self, patch: int = 96, labels: int = 3, widths: tuple[int, ...] = (32, 64, 128, 192),
+                 head: int = 16):
         super().__init__()
         if patch % (2 ** len(widths)):
             raise ValueError(f"patch {patch} must be divisible by {2 ** len(widths)}")
-        self.patch = patch
+        self.patch, self.labels = patch, labels
+        cin = input_channels(labels)
         self.fold = nn.PixelUnshuffle(2)
-        self.body = _UNet(IN_CHANNELS * 4, tuple(widths), head)
-        self.head = nn.Sequential(nn.Conv2d(head + IN_CHANNELS, head, 3, padding=1), nn.LeakyReLU(0.2, True),
-                                  nn.Conv2d(head, 2, 3, padding=1))
+        self.body = _UNet(cin * 4, tuple(widths), head)
+        self.head = nn.Sequential(nn.Conv2d(head + cin, head, 3, padding=1), nn.LeakyReLU(0.2, True),
+                                  nn.Conv2d(head, 1, 3, padding=1))
 
-    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 4, P, P) inputs -> (patch in [0, 1], lesion mask logit), each (N, 1, P, P)."""
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(N, 3 + labels, P, P) inputs -> the painted patch in [0, 1], (N, 1, P, P)."""
         h = F.interpolate(self.body(self.fold(inputs)), scale_factor=2, mode="bilinear", align_corners=False)
-        out = self.head(torch.cat([F.leaky_relu(h, 0.2), inputs], 1))
-        return torch.sigmoid(out[:, :1]), out[:, 1:2]
+        return torch.sigmoid(self.head(torch.cat([F.leaky_relu(h, 0.2), inputs], 1)))
 
 
-def generator_inputs(patch: torch.Tensor, weight: torch.Tensor, box: torch.Tensor, noise: torch.Tensor
-                     ) -> torch.Tensor:
-    """The inpainter's input: what it may see (the patch outside the hole), where to paint."""
+def painter_inputs(patch: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor
+                   ) -> torch.Tensor:
+    """The painter's input: what it may see (the patch outside the hole), the hole, what to paint."""
     hole = (weight > 0).to(patch.dtype)
-    return torch.cat([patch * (1 - hole), weight, box, noise * hole], 1)
+    return torch.cat([patch * (1 - hole), hole, labels, noise * hole], 1)
 
 
 class PatchDiscriminator(nn.Module):

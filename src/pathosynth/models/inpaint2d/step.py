@@ -1,16 +1,13 @@
-"""The 2D lesion inpainter's step (the pix2pix recipe on patches around real lesions).
+"""The 2D lesion painter's step: paint a real lesion's tissue back from its label map and its
+surroundings (pix2pix-style, on patches at the slices' own pixel size).
 
-A step cuts, from each training slice of the batch, a patch around its largest lesion at the
-slice's own pixel size (resized only when the lesion and its margin do not fit), the box at a random
-place in the patch, flipped at random. The hole is the box and its feathered margin; the generator
-sees the patch outside the hole, the hole, the box and noise, and paints the hole and the lesion's
-mask. What is judged is exactly what generation writes: the feathered composite. Losses:
-- adversarial (hinge; a PatchGAN on patch, hole and mask; the same random translation for real and
-  composite, as DiffAugment);
-- L1 in the ring between box and hole edge: healthy tissue the hole cut away comes back;
-- L1 in the box, and L1 of the 4x4-pooled composite in the box: the lesion's coarse layout (core,
-  rim) follows the real one while the GAN draws the texture;
-- the mask: binary cross-entropy and Dice in the hole against the real lesion mask.
+A step cuts, from each training slice of the batch, a patch around its largest lesion (resized only
+when the lesion and the margin do not fit), the lesion at a random place in the patch, flipped at
+random. The hole is the lesion and its feather (1 px full, fading to 4 px); the painter sees the
+patch outside the hole, the hole, the lesion's labels and noise. What is judged is exactly what
+generation writes: the feathered composite. Losses: L1 in the hole (label -> tissue is nearly
+deterministic, so L1 converges in minutes) and a weak hinge term from a PatchGAN on (patch, hole,
+labels) after the same random shift for real and composite (DiffAugment translation), for grain.
 Every random draw comes from the torch RNG the checkpoint keeps, so a resumed run continues exactly.
 """
 
@@ -23,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathosynth.generate.placement.slices import box_distance, feather, plan_patch
-from pathosynth.models.inpaint2d.networks import generator_inputs
+from pathosynth.generate.placement.slices import label_channels, lesion_weight, plan_patch
+from pathosynth.models.inpaint2d.networks import painter_inputs
 from pathosynth.training.lesions import LesionSet, load_lesion_set
 from pathosynth.training.step import GANStep
 
-GRID_PATCHES = 16  # grid: 16 real patches, each above its inpainted version
+GRID_PATCHES = 16  # grid: 16 real patches, each above its painted version
 
 
 def cut(image: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
@@ -41,18 +38,24 @@ def cut(image: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
     return out
 
 
-def patch_maps(box: list[int], top: int, left: int, side: int, margin: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(blend weight, box) maps of a crop, (side, side) float32."""
-    local = [box[0] - left, box[1] - top, box[2] - left, box[3] - top]
-    distance = box_distance((side, side), local)
-    return torch.from_numpy(feather(distance, margin=margin)), torch.from_numpy((distance == 0).astype(np.float32))
+def patch_inputs(image: np.ndarray, lesion: np.ndarray, labels: list[int], patch: int) -> np.ndarray:
+    """(patch, weight, label channels...) of one crop at the painter's size, float32 (2 + K, P, P).
+    A crop larger than the painter's patch is averaged down; its labels are taken nearest."""
+    side = image.shape[-1]
+    if side != patch:
+        image = F.interpolate(torch.from_numpy(image)[None, None], size=(patch, patch), mode="area")[0, 0].numpy()
+        pick = np.arange(patch) * side // patch
+        lesion = lesion[np.ix_(pick, pick)]
+    return np.concatenate([image[None], lesion_weight(lesion > 0)[None], label_channels(lesion, labels)])
 
 
 class InpaintStep(GANStep):
-    loss_names = ("loss_d", "loss_g", "adversarial_g", "ring", "box", "coarse", "mask")
+    loss_names = ("loss_d", "loss_g", "adversarial_g", "l1")
     classes: list[str] = []
 
     def __init__(self, config, family, data, processes, sampler):
+        self.labels = list(data.labels)
+        self.num_classes = len(self.labels)  # GANStep builds the networks with one channel per label
         super().__init__(config, family, data, processes, sampler)
         self.settings = config.family
         self.patch = config.resolution
@@ -65,79 +68,57 @@ class InpaintStep(GANStep):
         return load_lesion_set(config, progress=progress)
 
     def _patches(self, indices: list[int], offsets: torch.Tensor | None, flips: bool):
-        """(patch, mask, weight, box) batches of (N, 1, P, P) for these slices."""
+        """(patch, weight, labels) batches, (N, 1, P, P), (N, 1, P, P), (N, K, P, P), for these slices."""
         data: LesionSet = self.data
         rows = []
         for k, i in enumerate(indices):
-            box = data.boxes[i]
             offset = None if offsets is None else (float(offsets[k, 0]), float(offsets[k, 1]))
-            top, left, side = plan_patch(box, self.patch, self.settings.margin, offset=offset)
-            weight, box_map = patch_maps(box, top, left, side, self.settings.margin)
-            row = torch.stack([cut(data.images[i, 0].float(), top, left, side),
-                               cut(data.masks[i, 0].float(), top, left, side), weight, box_map])
-            if side != self.patch:  # a lesion too big for the patch: its surroundings, resized
-                row = F.interpolate(row[None], size=(self.patch, self.patch), mode="area")[0]
-                row[1], row[3] = (row[1] > 0.5).float(), (row[3] > 0.5).float()
-            rows.append(row)
+            top, left, side = plan_patch(data.boxes[i], self.patch, self.settings.margin, offset=offset)
+            image = cut(data.images[i, 0].float(), top, left, side).numpy()
+            lesion = cut(data.lesions[i, 0], top, left, side).numpy()
+            rows.append(torch.from_numpy(patch_inputs(image, lesion, self.labels, self.patch)))
         batch = torch.stack(rows)
         if flips:  # left-right and up-down, each with probability 1/2
             for axis in (-1, -2):
                 flip = torch.rand(batch.shape[0]) < 0.5
                 batch = torch.where(flip[:, None, None, None], batch.flip(axis), batch)
-        return tuple(t[:, None].to(self.device) for t in batch.unbind(1))
-
-    def _translate(self, *maps: torch.Tensor, shift: tuple[int, int]) -> torch.Tensor:
-        return torch.roll(torch.cat(maps, 1), shift, (2, 3))
+        batch = batch.to(self.device)
+        return batch[:, :1], batch[:, 1:2], batch[:, 2:]
 
     def __call__(self, step: int) -> torch.Tensor:
         s = self.settings
         indices = self.sampler.next_indices().tolist()
-        patch, mask, weight, box = self._patches(indices, torch.rand(len(indices), 2), flips=True)
+        patch, weight, labels = self._patches(indices, torch.rand(len(indices), 2), flips=True)
         hole = (weight > 0).float()
         with self.autocast:
-            painted, logit = self.generator_ddp(generator_inputs(patch, weight, box, torch.randn_like(patch)))
-        painted, logit = painted.float(), logit.float()
+            painted = self.generator_ddp(painter_inputs(patch, weight, labels, torch.randn_like(patch))).float()
         composite = weight * painted + (1 - weight) * patch
-        painted_mask = torch.sigmoid(logit) * hole
         shifts = [tuple(int(v) for v in torch.randint(-s.translation, s.translation + 1, (2,))) for _ in range(3)]
+
+        def judged(image: torch.Tensor, shift: tuple[int, ...]) -> torch.Tensor:
+            return self.discriminator(torch.roll(torch.cat([image, hole, labels], 1), shift, (2, 3)))
+
         self.discriminator.requires_grad_(True)
-        loss_d = (F.relu(1 - self.discriminator(self._translate(patch, hole, mask, shift=shifts[0]))).mean()
-                  + F.relu(1 + self.discriminator(self._translate(composite.detach(), hole, painted_mask.detach(),
-                                                                  shift=shifts[1]))).mean())
+        loss_d = F.relu(1 - judged(patch, shifts[0])).mean() + F.relu(1 + judged(composite.detach(), shifts[1])).mean()
         self.update_discriminator(loss_d)
         self.discriminator.requires_grad_(False)
-        adversarial = -self.discriminator(self._translate(composite, hole, painted_mask, shift=shifts[2])).mean()
-        terms = self._reconstruction(patch, mask, painted, composite, logit, painted_mask, hole, box)
-        loss_g = (s.adversarial_weight * adversarial + s.ring_weight * terms[0] + s.box_weight * terms[1]
-                  + s.coarse_weight * terms[2] + s.mask_weight * terms[3])
+        adversarial = -judged(composite, shifts[2]).mean()
+        l1 = (hole * (painted - patch).abs()).sum() / hole.sum().clamp(min=1)
+        loss_g = s.adversarial_weight * adversarial + s.l1_weight * l1
         self.update_generator(loss_g)
-        return torch.stack([loss_d, loss_g, adversarial, *terms]).detach().float()
-
-    @staticmethod
-    def _reconstruction(patch, mask, painted, composite, logit, painted_mask, hole, box) -> list[torch.Tensor]:
-        """L1 in the ring and in the box, L1 of the pooled composite in the box, mask BCE + Dice."""
-        ring = hole * (1 - box)
-        ring_l1 = (ring * (painted - patch).abs()).sum() / ring.sum().clamp(min=1)
-        box_l1 = (box * (painted - patch).abs()).sum() / box.sum().clamp(min=1)
-        pooled_box = F.avg_pool2d(box, 4)
-        coarse = ((pooled_box * (F.avg_pool2d(composite, 4) - F.avg_pool2d(patch, 4)).abs()).sum()
-                  / pooled_box.sum().clamp(min=1))
-        dice = 1 - (2 * (painted_mask * mask).sum() + 1) / (painted_mask.sum() + mask.sum() + 1)
-        mask_loss = F.binary_cross_entropy_with_logits(logit, mask, weight=hole) + dice
-        return [ring_l1, box_l1, coarse, mask_loss]
+        return torch.stack([loss_d, loss_g, adversarial, l1]).detach().float()
 
     def settle(self, model: nn.Module, phase: dict) -> None:
         model.eval()  # group norm only
 
     def grid(self, model: nn.Module, phase: dict) -> tuple[torch.Tensor, list | None, int | None]:
-        patch, _, weight, box = self.fixed
+        patch, weight, labels = self.fixed
         with torch.no_grad():
-            painted, _ = model(generator_inputs(patch, weight, box, self.fixed_noise.to(self.device)))
+            painted = model(painter_inputs(patch, weight, labels, self.fixed_noise.to(self.device)))
         composite = weight * painted + (1 - weight) * patch
         rows = [t for k in range(0, GRID_PATCHES, 8) for t in (patch[k:k + 8], composite[k:k + 8])]
         return torch.cat(rows) * 2 - 1, None, 8
 
     def export_extras(self) -> dict:
-        s = self.settings
-        return {"patch": self.patch, "margin": s.margin, "intensity": vars(self.data.intensity),
-                "spacing_mm": self.data.spacing}
+        return {"patch": self.patch, "margin": self.settings.margin, "labels": self.labels,
+                "intensity": vars(self.data.intensity), "spacing_mm": self.data.spacing}
