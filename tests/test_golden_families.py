@@ -43,6 +43,7 @@ FAMILIES = {
     "unet-cgan": ("unet-cgan", "brain", {"classes": "none", "label": "tumour"}),
     "mcgan3d": ("mcgan3d", "chest", {"steps": 4}),
     "diffusion": ("diffusion", "brain", {}),
+    "inpaint2d": ("inpaint2d", "brain", {}),
 }
 
 

@@ -45,6 +45,7 @@ def test_only_the_boxes_and_their_margin_change_and_each_lesion_has_its_mask(tmp
         for box in sample.boxes:
             inside |= box_distance(before.shape, box) == 0
         assert mask is not None and not mask[~inside].any()  # a lesion's mask stays in its box
+        assert set(np.unique(mask)) - {0} <= {1, 2, 4} and mask.any()  # the training lesions' labels
         assert sample.synthetic["condition"]["boxes"] == sample.boxes
 
 

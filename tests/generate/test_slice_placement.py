@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pathosynth.generate.placement.slices import MARGIN, blend, box_distance, organ_mask, random_boxes
+from pathosynth.generate.placement.slices import (MARGIN, box_distance, fit_shape, lesion_weight, organ_mask,
+                                                   random_boxes)
 
 
 @pytest.mark.parametrize("box", [[10, 12, 20, 15], [0, 0, 5, 5], [30, 25, 40, 40]])
@@ -15,18 +16,6 @@ def test_box_distance_is_the_chessboard_distance_to_the_box(box):
     inside[box[1]:box[3], box[0]:box[2]] = True
     reference = ndimage.distance_transform_cdt(~inside, metric="chessboard")
     assert np.array_equal(box_distance(shape, box), reference)
-
-
-def test_blend_changes_nothing_farther_than_the_margin_and_takes_the_generated_box():
-    rng = np.random.default_rng(0)
-    source = rng.normal(size=(64, 64)).astype(np.float32)
-    generated = rng.normal(size=(64, 64)).astype(np.float32)
-    box = [20, 22, 30, 35]
-    out = blend(source, generated, box)
-    far = box_distance(source.shape, box) >= MARGIN
-    assert np.array_equal(out[far], source[far])  # bit for bit
-    assert np.array_equal(out[22:35, 20:30], generated[22:35, 20:30])
-    assert out.dtype == source.dtype
 
 
 def test_organ_mask_finds_a_noisy_disc_and_ignores_a_speck_outside_it():
@@ -52,3 +41,22 @@ def test_random_boxes_lie_inside_the_organ_and_keep_apart():
         for other in boxes[:i] + own:
             assert box_distance(organ.shape, other)[y0:y1, x0:x1].min() > MARGIN
     assert random_boxes(organ, [(200, 200)], np.random.default_rng(3)) == []  # too big: left out
+
+
+def test_a_lesion_shape_fills_its_box_and_keeps_its_labels():
+    shape = np.zeros((10, 6), dtype=np.uint8)
+    shape[2:8, 1:5] = 2
+    shape[4:6, 2:4] = 4
+    for seed in range(6):
+        fitted = fit_shape(shape, [3, 5, 20, 12], np.random.default_rng(seed))
+        assert fitted.shape == (7, 17)
+        assert set(np.unique(fitted)) == {0, 2, 4}
+
+
+def test_the_lesion_feather_is_full_next_to_the_lesion_and_zero_from_4_px():
+    lesion = np.zeros((30, 30), dtype=bool)
+    lesion[10:15, 12:18] = True
+    weight = lesion_weight(lesion)
+    distance = ndimage.distance_transform_cdt(~lesion, metric="chessboard")
+    assert (weight[distance <= 1] == 1).all() and (weight[distance >= 4] == 0).all()
+    assert ((weight > 0) & (weight < 1) == ((distance > 1) & (distance < 4))).all()

@@ -1,8 +1,8 @@
 """The geometry of putting a generated lesion into a real 2D slice (the 2D lesion inpainter).
 
-Boxes are [x0, y0, x1, y1] in slice pixels, max exclusive (as the dataset's boxes). A lesion is
-painted into its box; the pixels within `margin` px of the box are blended (feathered) towards the
-generated patch, and every pixel farther than `margin` from every box is the source slice's own,
+Boxes are [x0, y0, x1, y1] in slice pixels, max exclusive (as the dataset's boxes). A lesion fills
+its box; the painted pixels are blended in by the lesion's feather (`lesion_weight`, 4 px), inside
+the box's margin, so every pixel farther than the margin from every box is the source slice's own,
 bit for bit. Where lesions may go: inside the organ (`organ_mask`: the body part of the slice, not
 its background), whole boxes only, apart from each other and from the slice's own lesions.
 """
@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-# the feather: generated pixels as they are up to FULL px outside the box, linear to the source
-# slice's pixels at MARGIN px, untouched beyond
+# the room kept around a box in the painter's patch, and the feather's default extent
 FULL, MARGIN = 2, 6
 
 
@@ -29,16 +28,6 @@ def box_distance(shape: tuple[int, int], box: list[float]) -> np.ndarray:
 def feather(distance: np.ndarray, full: int = FULL, margin: int = MARGIN) -> np.ndarray:
     """Blend weight of the generated pixels: 1 to `full` px outside the box, 0 from `margin` px."""
     return np.clip((margin - distance) / float(margin - full), 0.0, 1.0).astype(np.float32)
-
-
-def blend(source: np.ndarray, generated: np.ndarray, box: list[float], margin: int = MARGIN) -> np.ndarray:
-    """`generated` inside the box and its feather, `source` (the very same values) everywhere else."""
-    weight = feather(box_distance(source.shape[-2:], box), margin=margin)
-    out = source.copy()
-    touched = weight > 0
-    out[..., touched] = (weight[touched] * generated[..., touched]
-                         + (1.0 - weight[touched]) * source[..., touched]).astype(source.dtype)
-    return out
 
 
 def organ_mask(image: np.ndarray) -> np.ndarray:
