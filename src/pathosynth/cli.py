@@ -270,7 +270,7 @@ def show(dataset, out, count, split, label, channel, seed):
 def train(model, data, out, resume, preset, classes, label, boxes, resolution, steps, batch, lr_g, lr_d, width,
           latent_dim, phase_steps, diffaugment, spectral_norm, nodule_box, l1_weight, sample_every, checkpoint_every,
           split, train_patients, subset_seed, seed, quiet):
-    """Train a GAN on a dataset folder into a run folder (config, stats, checkpoints, samples).
+    """Train a generator (GAN, diffusion or lesion painter) on a dataset folder into a run folder.
 
     Ctrl-C writes a checkpoint; `--resume RUN` continues exactly. Several GPUs or nodes:
     `torchrun --nproc_per_node=K -m pathosynth train ...`.
