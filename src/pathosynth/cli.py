@@ -256,8 +256,8 @@ def show(dataset, out, count, split, label, channel, seed):
 @click.option("--nodule-box", type=COUNT, default=None,
               help="mcgan3d: side of the inpainted central box in VOI voxels [default: 32, in a 64 VOI].")
 @click.option("--l1-weight", type=NON_NEGATIVE, default=None,
-              help="unet-cgan / mcgan3d: weight of the L1 term to the real image [mcgan3d: 0, off; the paper's "
-                   "alternative is 100].")
+              help="unet-cgan / mcgan3d / inpaint2d: weight of the L1 term to the real image [mcgan3d: 0, off; "
+                   "the paper's alternative is 100; inpaint2d: 10, in the hole].")
 @click.option("--sample-every", type=COUNT, default=None)
 @click.option("--checkpoint-every", type=COUNT, default=None)
 @click.option("--split", default=None, help="Dataset split to train on [default: train].")
