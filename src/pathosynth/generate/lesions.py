@@ -202,7 +202,7 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     lesion_label = label or _lesion_label(source)
     request = _Request(boxes, Path(boxes_from) if boxes_from else None,
                        Jitter.parse(PAPER_JITTER if jitter is None else jitter), positions, per_image, lesion_size)
-    lesions, rows = _lesion_source(record, request.boxes_from)
+    lesions, rows = _lesion_source(record, request.boxes_from, source)
     bank = lesion_bank(lesions, rows)
     layouts = [r.boxes for r in rows if r.boxes]
     if not bank or (not boxes and not layouts):
@@ -224,13 +224,15 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     return done
 
 
-def _lesion_source(record, boxes_from: Path | None) -> tuple[Dataset, list[Sample]]:
+def _lesion_source(record, boxes_from: Path | None, hosts: Dataset) -> tuple[Dataset, list[Sample]]:
     """Where lesion shapes and layouts come from: `boxes_from` (its slices with masks), or the
-    lesions the run learned from (its data, split and low-data subset), never another split's."""
+    lesions the run learned from (its data, split and low-data subset), never another split's.
+    The hosts' dataset is reused when it is that data (a manifest of thousands of rows is slow to read)."""
     if boxes_from:
         dataset = Dataset.load(boxes_from)
         return dataset, [s for s in dataset.samples if s.mask]
-    dataset, config = Dataset.load(record.data["path"]), record.config
+    path, config = Path(record.data["path"]), record.config
+    dataset = hosts if path.resolve() == Path(hosts.root).resolve() else Dataset.load(path)
     return dataset, lesion_samples(dataset, config.get("split") or "train", config.get("train_patients"),
                                    int(config.get("subset_seed") or 0))
 
