@@ -13,18 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from pathosynth.latents import latents_for_seeds
 from pathosynth.training import distributed
 from pathosynth.training.batches import draw_batch
 from pathosynth.training.data import load_training_set
 from pathosynth.training.ema import standing_statistics
 from pathosynth.training.objectives import CriticObjective, augmenter, conditions, generator_loss
-from pathosynth.training.samples import COLUMNS, ROWS, to_full_resolution
+from pathosynth.training.samples import COLUMNS, ROWS, grid_labels, grid_latents, to_full_resolution
 from pathosynth.training.schedule import growth_phase, real_at_stage
 from pathosynth.training.step import GANStep
-
-SAMPLE_SEED_OFFSET = 1_000_003  # grid latents: a seed range no generated image of the run uses
-
 
 class ImageGANStep(GANStep):
     loss_names = ("loss_d", "adversarial_d", "gradient_penalty", "drift", "loss_g", "adversarial_g")
@@ -47,10 +43,8 @@ class ImageGANStep(GANStep):
     def _fixed_conditions(self) -> None:
         """The grid's latents, labels and box layouts: the same at every grid of the run."""
         n = COLUMNS * ROWS
-        seeds = [SAMPLE_SEED_OFFSET + self.config.seed * 10_000 + i for i in range(n)]
-        self.fixed_z = latents_for_seeds(self.generator, seeds, self.device)
-        self.fixed_labels = (torch.arange(n, device=self.device) // COLUMNS % self.num_classes
-                             if self.num_classes else None)
+        self.fixed_z = grid_latents(self.generator, self.config.seed, self.device)
+        self.fixed_labels = grid_labels(self.num_classes, self.device)
         self.fixed_boxes, self.fixed_box_lists = None, None
         if self.data.box_images is not None:
             with_boxes = [i for i, b in enumerate(self.data.boxes) if b]

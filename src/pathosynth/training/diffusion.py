@@ -15,15 +15,11 @@ import torch.nn.functional as F
 from monai.networks.schedulers import DDPMScheduler
 from torch import nn
 
-from pathosynth.latents import latents_for_seeds
 from pathosynth.training import distributed
 from pathosynth.training.batches import draw_batch
 from pathosynth.training.data import load_training_set
-from pathosynth.training.samples import COLUMNS, ROWS
+from pathosynth.training.samples import grid_labels, grid_latents
 from pathosynth.training.step import TrainingStep, optimizer
-
-SAMPLE_SEED_OFFSET = 1_000_003  # grid noise: a seed range no generated image of the run uses
-
 
 class DiffusionStep(TrainingStep):
     loss_names = ("loss",)
@@ -38,11 +34,8 @@ class DiffusionStep(TrainingStep):
         self.opt_g = optimizer(config, self.generator.parameters(), config.lr_g)
         self.unet = distributed.wrap(self.generator.unet, processes)  # DDP syncs the denoiser's gradients
         self.noising = DDPMScheduler(num_train_timesteps=self.settings.timesteps, schedule=self.settings.schedule)
-        n = COLUMNS * ROWS
-        self.fixed_z = latents_for_seeds(self.generator, [SAMPLE_SEED_OFFSET + config.seed * 10_000 + i
-                                                          for i in range(n)], self.device)
-        self.fixed_labels = (torch.arange(n, device=self.device) // COLUMNS % self.num_classes
-                             if self.num_classes else None)
+        self.fixed_z = grid_latents(self.generator, config.seed, self.device)
+        self.fixed_labels = grid_labels(self.num_classes, self.device)
 
     @staticmethod
     def load_data(config, progress: bool) -> Any:

@@ -11,10 +11,24 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from pathosynth.contracts import replacing
+from pathosynth.latents import latents_for_seeds
 
 COLUMNS = 8
 ROWS = 4
 BOX_COLOUR = (255, 64, 64)
+SAMPLE_SEED_OFFSET = 1_000_003  # grid latents: a seed range no generated image of the run uses
+
+
+def grid_latents(generator: torch.nn.Module, seed: int, device: torch.device) -> torch.Tensor:
+    """The latents of a run's sample grid: the same at every grid, and never an image's."""
+    seeds = [SAMPLE_SEED_OFFSET + seed * 10_000 + i for i in range(COLUMNS * ROWS)]
+    return latents_for_seeds(generator, seeds, device)
+
+
+def grid_labels(num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """One class per grid row, in turn (None without classes)."""
+    n = COLUMNS * ROWS
+    return torch.arange(n, device=device) // COLUMNS % num_classes if num_classes else None
 
 
 def grid_png(images: torch.Tensor, path: Path, boxes: list[list[list[float]]] | None = None,
