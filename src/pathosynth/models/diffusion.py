@@ -112,14 +112,10 @@ def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
                 guidance=own.guidance, prediction=own.prediction)
 
 
-def _no_discriminator(config, channels: int, num_classes: int) -> None:
-    return None
-
-
 # AdamW 1e-4 (the usual DDPM setting for small U-Nets), no warm-up; EMA as for the GANs.
 DIFFUSION = Family(
     name="diffusion", spatial_dims=2, config=DiffusionConfig, step=DiffusionStep, generator_class=DiffusionSampler,
-    generator_kwargs=_generator_kwargs, discriminator=_no_discriminator,
+    generator_kwargs=_generator_kwargs,
     training=dict(optimizer="adam", lr_g=1e-4, betas=(0.9, 0.999), ema_decay=0.999),
     presets={"paper": dict(resolution=64, widths=(64, 128, 256, 256), attention=(False, False, True, True),
                            res_blocks=2, batch=32, steps=100_000,

@@ -87,8 +87,9 @@ class Family:
     step: type[TrainingStep]  # its training step (training/step.py), which the one loop calls
     generator_class: type
     generator_kwargs: Callable[[Any, int, int], dict]  # (config, channels, classes) -> the rebuild recipe
-    discriminator: Callable[[Any, int, int], Any]  # (config, channels, classes) -> the network
     presets: dict[str, dict[str, Any]]  # values of "paper", "small", "tiny" (shared or own fields)
+    # (config, channels, classes) -> the network, for the families that train against one
+    discriminator: Callable[[Any, int, int], Any] | None = None
     training: dict[str, Any] = field(default_factory=dict)  # its values of the shared settings, every preset
     boxes: BoxUse = "never"  # conditioning on a box image
     grows: bool = False  # progressive growing: its step runs stages and fade-ins

@@ -93,6 +93,7 @@ class GANStep(TrainingStep):
         super().__init__(config, family, data, processes, sampler)
         self.generator_kwargs = family.generator_kwargs(config, self.channels, self.num_classes)
         self.generator = family.generator_class(**self.generator_kwargs).to(self.device)
+        assert family.discriminator is not None, f"{family.name} declares no discriminator"
         self.discriminator = family.discriminator(config, self.channels, self.num_classes).to(self.device)
         self.memory_format = self._memory_format()
         self.generator.to(memory_format=self.memory_format)
