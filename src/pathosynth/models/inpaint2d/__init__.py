@@ -26,7 +26,6 @@ from pathosynth.models.inpaint2d.step import InpaintStep
 
 @dataclass
 class Inpaint2DConfig:
-    critic_steps: int = 1  # one discriminator update per generator update
     margin: int = 6  # px kept free around the box in the patch; pixels farther from the box never change
     widths: tuple[int, ...] = (32, 64, 128, 192)  # the painter body's channels per level (half resolution)
     head: int = 16  # channels of the full-resolution head
@@ -36,11 +35,9 @@ class Inpaint2DConfig:
     translation: int = 6  # px of the random shift shown to the discriminator (DiffAugment translation)
 
     def check(self, config) -> None:
-        require_at_least_one(self, "critic_steps", "head")
+        require_at_least_one(self, "head")
         if self.margin < 4:  # the lesion's feather reaches 4 px
             raise UserError(f"margin must be at least 4 px (the lesion's feather), got {self.margin}")
-        if self.critic_steps != 1:
-            raise UserError("the lesion inpainter updates its discriminator once per step; drop --critic-steps")
         if config.resolution % 2 ** (len(self.widths) + 1) or config.resolution < 2 * self.margin + 8:
             raise UserError(f"the inpainter's patch (--resolution {config.resolution}) must be divisible by "
                             f"{2 ** (len(self.widths) + 1)} and leave room for a box and its margin; e.g. 96")

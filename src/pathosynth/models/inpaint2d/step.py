@@ -67,6 +67,10 @@ class InpaintStep(GANStep):
     def load_data(config, progress: bool) -> Any:
         return load_lesion_set(config, progress=progress)
 
+    @property
+    def passes_per_step(self) -> int:
+        return 2  # one discriminator update, then one painter update
+
     def _patches(self, indices: list[int], offsets: torch.Tensor | None, flips: bool):
         """(patch, weight, labels) batches, (N, 1, P, P), (N, 1, P, P), (N, K, P, P), for these slices."""
         data: LesionSet = self.data
