@@ -35,14 +35,15 @@ from pathosynth.data.image import MedicalImage, plain_direction
 from pathosynth.data.splits import SplitPlan
 from pathosynth.errors import UserError
 from pathosynth.generate.images import PAPER_JITTER, Jitter
-from pathosynth.generate.placement.slices import fit_shape, lesion_weight, organ_mask, plan_patch, random_boxes
+from pathosynth.generate.placement.slices import (crop, fit_shape, lesion_weight, organ_mask, plan_patch,
+                                                   random_boxes, window)
 from pathosynth.models import build_generator
 from pathosynth.models.inpaint2d.networks import painter_inputs
 from pathosynth.models.inpaint2d.step import patch_inputs
 from pathosynth.outputs import check_source_map_target, write_source_map
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
-from pathosynth.training.lesions import lesion_samples, main_lesion
+from pathosynth.training.lesions import from_unit, lesion_samples, main_lesion, to_unit
 
 INSIDE = 0.95  # a real layout's box must lie this much inside the organ
 
@@ -60,12 +61,6 @@ class Painter:
     labels: list[int]
     intensity: Intensity
     device: torch.device
-
-    def to_unit(self, values: np.ndarray) -> np.ndarray:
-        return np.clip((self.intensity.normalise(values) + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
-
-    def from_unit(self, unit: np.ndarray) -> np.ndarray:
-        return self.intensity.restore(unit * 2.0 - 1.0)
 
 
 def load_painter(run_dir: Path, device: torch.device) -> Painter:
@@ -110,9 +105,8 @@ def paint(painter: Painter, slices: list[np.ndarray], layouts: list[list[list[fl
         jobs = [_Job(out[i], layouts[i][round_], fit_shape(bank[int(shapes[i].integers(len(bank)))],
                                                            layouts[i][round_], shapes[i]), noises[i])
                 for i in which]
-        for i, job in zip(which, _paint_jobs(painter, jobs)):
-            out[i], placed = job
-            maps[i] = np.where(placed > 0, placed, maps[i])
+        for i, (top, left, painted, lesion) in zip(which, _paint_jobs(painter, jobs)):
+            _composite(out[i], maps[i], painted, lesion, top, left)
     return out, maps
 
 
@@ -124,53 +118,38 @@ class _Job:
     noise: torch.Generator
 
 
-def _paint_jobs(painter: Painter, jobs: list[_Job]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per job: the slice with the lesion painted in, and the lesion's labels at slice size."""
+def _paint_jobs(painter: Painter, jobs: list[_Job]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Per job: the crop's corner, the painted crop (data unit) and the lesion's labels in the crop."""
     inputs, plans = [], []
     for job in jobs:
         top, left, side = plan_patch(job.box, painter.patch, painter.margin)
         x0, y0 = int(round(job.box[0])), int(round(job.box[1]))
         lesion = np.zeros((side, side), dtype=np.uint8)
         lesion[y0 - top:y0 - top + job.shape.shape[0], x0 - left:x0 - left + job.shape.shape[1]] = job.shape
-        image = _cut(painter.to_unit(job.image), top, left, side)
+        image = crop(to_unit(painter.intensity, job.image).astype(np.float32), top, left, side)
         inputs.append(torch.from_numpy(patch_inputs(image, lesion, painter.labels, painter.patch)))
         plans.append((top, left, side, lesion))
     batch = torch.stack(inputs).to(painter.device)
     noise = torch.stack([torch.randn((1, painter.patch, painter.patch), generator=job.noise) for job in jobs])
     painted = painter.model(painter_inputs(batch[:, :1], batch[:, 1:2], batch[:, 2:], noise.to(painter.device)))
     results = []
-    for k, (job, (top, left, side, lesion)) in enumerate(zip(jobs, plans)):
+    for k, (top, left, side, lesion) in enumerate(plans):
         values = painted[k:k + 1].float()
         if side != painter.patch:
             values = F.interpolate(values, size=(side, side), mode="bilinear", align_corners=False)
-        results.append(_composite(job.image, painter.from_unit(values[0, 0].cpu().numpy()), lesion, top, left))
+        results.append((top, left, from_unit(painter.intensity, values[0, 0].cpu().numpy()), lesion))
     return results
 
 
-def _composite(image: np.ndarray, painted: np.ndarray, lesion: np.ndarray, top: int, left: int
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """The slice with the painted crop blended in by the lesion's feather (the source's very values
-    where the weight is 0), and the lesion's labels at slice size."""
-    weight = _paste(image.shape, lesion_weight(lesion > 0), top, left)
-    full = _paste(image.shape, painted, top, left)
-    out = np.where(weight > 0, weight * full + (1 - weight) * image, image).astype(image.dtype)
-    return out, _paste(image.shape, lesion, top, left).astype(np.uint8)
-
-
-def _cut(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
-    out = np.zeros((side, side), dtype=np.float32)  # air (0 in [0, 1]) outside the slice
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + side, image.shape[0]), min(left + side, image.shape[1])
-    out[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
-    return out
-
-
-def _paste(shape: tuple[int, ...], block: np.ndarray, top: int, left: int) -> np.ndarray:
-    out = np.zeros(shape, dtype=block.dtype)
-    y0, x0 = max(top, 0), max(left, 0)
-    y1, x1 = min(top + block.shape[0], shape[0]), min(left + block.shape[1], shape[1])
-    out[y0:y1, x0:x1] = block[y0 - top:y1 - top, x0 - left:x1 - left]
-    return out
+def _composite(image: np.ndarray, labels: np.ndarray, painted: np.ndarray, lesion: np.ndarray, top: int,
+               left: int) -> None:
+    """Blend the painted crop into `image` by the lesion's feather (the source's very values where
+    the weight is 0) and write the lesion's labels into `labels`, both in place, in the crop's window."""
+    inside, local = window(image.shape, top, left, lesion.shape[0])
+    weight, region = lesion_weight(lesion > 0)[local], image[inside]
+    image[inside] = np.where(weight > 0, weight * painted[local] + (1 - weight) * region, region)
+    placed = lesion[local]
+    labels[inside] = np.where(placed > 0, placed, labels[inside])
 
 
 # ------------------------------------------------------------------------------- the verb

@@ -86,12 +86,21 @@ def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
                         "(import with a common size, e.g. the BraTS importer's padding)")
     stacked, maps = np.stack(images), np.stack(lesions)
     intensity = _intensity(stacked)
-    unit = np.clip((intensity.normalise(stacked) + 1.0) / 2.0, 0.0, 1.0)
+    unit = to_unit(intensity, stacked)
     values = sorted(int(v) for v in np.unique(maps) if v)
     return LesionSet(images=torch.from_numpy(unit.astype(np.float16))[:, None],
                      lesions=torch.from_numpy(maps)[:, None], boxes=boxes, labels=values, classes=list(info.classes),
                      channels=list(info.channels), intensity=intensity,
                      spacing=list(spacings.pop()) if len(spacings) == 1 else None)
+
+
+def to_unit(intensity: Intensity, values: np.ndarray) -> np.ndarray:
+    """The data's unit -> [0, 1], the painter's scale (air 0), for training and generation alike."""
+    return np.clip((intensity.normalise(values) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def from_unit(intensity: Intensity, unit: np.ndarray) -> np.ndarray:
+    return intensity.restore(unit * 2.0 - 1.0)
 
 
 def _intensity(images: np.ndarray) -> Intensity:

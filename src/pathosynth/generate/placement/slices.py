@@ -88,6 +88,22 @@ def _box_inside(integral: np.ndarray, box: list[int], shape: tuple[int, ...]) ->
     return int(inside) == (x1 - x0) * (y1 - y0)
 
 
+def window(shape: tuple[int, ...], top: int, left: int, side: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """The part of the side x side crop at (top, left) that lies inside an image of `shape`: its
+    slices in the image, and the same pixels' slices in the crop."""
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + side, shape[0]), min(left + side, shape[1])
+    return (slice(y0, y1), slice(x0, x1)), (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+
+
+def crop(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
+    """image[top:top+side, left:left+side], zero (air) where the crop leaves the image."""
+    out = np.zeros((side, side), dtype=image.dtype)
+    inside, local = window(image.shape, top, left, side)
+    out[local] = image[inside]
+    return out
+
+
 def plan_patch(box: list[float], patch: int, margin: int = MARGIN, context: int = 12,
                offset: tuple[float, float] | None = None) -> tuple[int, int, int]:
     """The square crop (top, left, side) the inpainter sees around `box`: `patch` px at the

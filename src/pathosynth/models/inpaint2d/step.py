@@ -20,22 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathosynth.generate.placement.slices import label_channels, lesion_weight, plan_patch
+from pathosynth.generate.placement.slices import crop, label_channels, lesion_weight, plan_patch
 from pathosynth.models.inpaint2d.networks import painter_inputs
 from pathosynth.training.lesions import LesionSet, load_lesion_set
 from pathosynth.training.step import GANStep
 
 GRID_PATCHES = 16  # grid: 16 real patches, each above its painted version
-
-
-def cut(image: torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
-    """image[..., top:top+side, left:left+side], zero (air) where the crop leaves the image."""
-    out = image.new_zeros((*image.shape[:-2], side, side))
-    height, width = image.shape[-2:]
-    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + side, height), min(left + side, width)
-    if y1 > y0 and x1 > x0:
-        out[..., y0 - top:y1 - top, x0 - left:x1 - left] = image[..., y0:y1, x0:x1]
-    return out
 
 
 def patch_inputs(image: np.ndarray, lesion: np.ndarray, labels: list[int], patch: int) -> np.ndarray:
@@ -78,8 +68,8 @@ class InpaintStep(GANStep):
         for k, i in enumerate(indices):
             offset = None if offsets is None else (float(offsets[k, 0]), float(offsets[k, 1]))
             top, left, side = plan_patch(data.boxes[i], self.patch, self.settings.margin, offset=offset)
-            image = cut(data.images[i, 0].float(), top, left, side).numpy()
-            lesion = cut(data.lesions[i, 0], top, left, side).numpy()
+            image = crop(data.images[i, 0].numpy(), top, left, side).astype(np.float32)
+            lesion = crop(data.lesions[i, 0].numpy(), top, left, side)
             rows.append(torch.from_numpy(patch_inputs(image, lesion, self.labels, self.patch)))
         batch = torch.stack(rows)
         if flips:  # left-right and up-down, each with probability 1/2
