@@ -339,6 +339,10 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 @click.option("--lesion-size", default=None,
               help="inpaint2d runs with --positions random: box side in px, MIN-MAX (e.g. 4-8 or 60-80 for sizes "
                    "outside the training range) [default: the real lesions' sizes].")
+@click.option("--healthy", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="inpaint2d runs: this share of the slices gets healthy tissue painted into the same kind of "
+                   "boxes instead of a lesion, labelled the set's other class (the control class for augmentation "
+                   "experiments: painted, but no tumour).")
 @click.option("--per-scan", type=COUNT, default=1, show_default=True,
               help="With --positions random: nodules added to each scan.")
 @click.option("--keep-source-map", type=click.Path(path_type=Path), default=None,
@@ -351,8 +355,8 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, sizes, attenuations, zoom, scans,
-             copies, positions, into, split, per_image, lesion_size, per_scan, keep_source_map, seed, batch, overwrite,
-             quiet):
+             copies, positions, into, split, per_image, lesion_size, healthy, per_scan, keep_source_map, seed, batch,
+             overwrite, quiet):
     """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance); with a
     3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans; with an inpaint2d run, lesions
     painted into real slices (with their masks)."""
@@ -370,7 +374,7 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
                          progress=not quiet, ct=ct, at=at, sizes=sizes, attenuations=attenuations, zoom=zoom,
                          scans=scans, copies=copies, positions=positions, per_scan=per_scan,
                          source_map=keep_source_map, into=into, split=split, per_image=per_image,
-                         lesion_size=_size_range(lesion_size))
+                         lesion_size=_size_range(lesion_size), healthy=healthy)
     click.echo(f"wrote {path}")
 
 

@@ -12,6 +12,7 @@ from pathosynth.data.dataset import Dataset
 from pathosynth.errors import UserError
 from pathosynth.generate import generate
 from pathosynth.generate.placement.slices import box_distance, organ_mask
+from pathosynth.training.lesions import load_lesion_set
 from pathosynth.training.loop import resume_run, train
 
 
@@ -103,3 +104,42 @@ def test_misuse_ends_in_one_sentence(tmp_path, inpaint_run, tiny_brain):
     with pytest.raises(UserError, match="--into"):
         generate(dcgan, 2, tmp_path / "c", into=tiny_brain, progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_healthy_repaints_are_the_other_class_without_a_lesion_and_change_only_their_boxes(tmp_path, inpaint_run,
+                                                                                         tiny_brain):
+    source_map = tmp_path / "map.json"
+    out = generate(inpaint_run, 6, tmp_path / "syn", healthy=0.5, seed=2, source_map=source_map, progress=False)
+    synthetic, real = Dataset.load(out), Dataset.load(tiny_brain)
+    by_id, sources = {s.id: s for s in real.samples}, _sources(source_map)
+    healthy = [s for s in synthetic.samples if s.label == "non-tumour"]
+    assert len(healthy) == 3 and all(s.label == "tumour" and s.boxes for s in synthetic.samples if s not in healthy)
+    margin = make_config("inpaint2d", "tiny").family.margin
+    for sample in healthy:
+        boxes = sample.synthetic["condition"]["healthy_boxes"]
+        assert not sample.boxes and boxes
+        mask = synthetic.read_mask(sample)
+        assert mask is None or not mask.any()
+        before, after = real.read(by_id[sources[sample.id]])[0], synthetic.read(sample)[0]
+        near = np.zeros(before.shape, dtype=bool)
+        for box in boxes:
+            near |= box_distance(before.shape, box) < margin
+        assert np.array_equal(after[~near], before[~near]) and not np.array_equal(after[near], before[near])
+
+
+def test_the_painter_learns_healthy_holes_inside_the_organ_and_a_run_without_them_refuses_healthy(tmp_path,
+                                                                                                tiny_brain):
+    config = make_config("inpaint2d", "tiny", data=str(tiny_brain))
+    data = load_lesion_set(config, progress=False)
+    assert data.holes and data.healthy is not None
+    for index, (x0, y0, x1, y1), lesion in data.holes:
+        organ = organ_mask(data.healthy[index, 0].float().numpy())
+        assert organ[y0:y1, x0:x1].all()
+        bx0, by0, bx1, by1 = data.boxes[lesion]
+        assert (x1 - x0, y1 - y0) == (bx1 - bx0, by1 - by0)
+    none = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=1, healthy_share=0.0)
+    assert not load_lesion_set(none, progress=False).holes
+    run = train(none, tmp_path / "run", progress=False)
+    with pytest.raises(UserError, match="did not learn healthy tissue"):
+        generate(run, 2, tmp_path / "syn", healthy=0.5, progress=False)
+    assert not (tmp_path / "syn").exists()

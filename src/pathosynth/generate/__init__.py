@@ -25,15 +25,16 @@ def generate(run: str | Path, n: int | None, out: str | Path, *, label: str | No
              sizes: Sequence[str] = (), attenuations: Sequence[str] = (), zoom: float = 1.0,
              scans: str | Path | None = None, copies: int = 1, positions: str = "real",
              per_scan: int = 1, source_map: str | Path | None = None, into: str | Path | None = None,
-             split: str = "train", per_image: int = 1, lesion_size: tuple[int, int] | None = None) -> Path:
+             split: str = "train", per_image: int = 1, lesion_size: tuple[int, int] | None = None,
+             healthy: float = 0.0) -> Path:
     """Generate with the trained run in `run` into `out`; returns `out`.
 
     2D runs: `n` images (`label`, `boxes`, `boxes_from`, `jitter`, `batch`; see `images.generate_images`).
     3D MCGAN runs: nodules placed into `ct` at `at` with `sizes` and `attenuations`, or into every scan
     of the LUNA16-layout folder `scans` (`copies`, `positions`, `per_scan`, `jitter` as shift/zoom);
     2D lesion inpainters: `n` slices of `into` (`split`) with lesions painted in at `boxes`, real
-    layouts (`boxes_from`, `jitter`) or `positions` "random" (`per_image`, `lesion_size`); see
-    `lesions.paint_lesions`.
+    layouts (`boxes_from`, `jitter`) or `positions` "random" (`per_image`, `lesion_size`), a `healthy`
+    share repainted without lesions (the control class); see `lesions.paint_lesions`.
     `source_map` keeps the source -> synthetic table (it names real scans: keep it apart).
     """
     from pathosynth.models import family
@@ -49,9 +50,11 @@ def generate(run: str | Path, n: int | None, out: str | Path, *, label: str | No
 
         return paint_lesions(run, n, out, into=into, split=split, label=label, boxes=boxes, boxes_from=boxes_from,
                              jitter=jitter, positions=positions, per_image=per_image, lesion_size=lesion_size,
-                             seed=seed, batch=batch, overwrite=overwrite, progress=progress, source_map=source_map)
-    if into or per_image != 1 or lesion_size:
-        raise UserError(f"{run} does not paint lesions into slices: --into, --per-image and --lesion-size are for "
+                             healthy=healthy, seed=seed, batch=batch, overwrite=overwrite, progress=progress,
+                             source_map=source_map)
+    if into or per_image != 1 or lesion_size or healthy:
+        raise UserError(f"{run} does not paint lesions into slices: --into, --per-image, --lesion-size and --healthy "
+                        "are for "
                         "`--model inpaint2d` runs")
     if kind == "nodules":
         return _nodules(run, n, out, ct=ct, at=at, sizes=sizes, attenuations=attenuations, zoom=zoom, scans=scans,

@@ -10,7 +10,9 @@ slices without lesions of the run's training data, split `train`) with lesions p
 Each lesion's shape and sub-regions are a training lesion's label map (of the lesions the run
 learned from, or of `boxes_from`), flipped and transposed at random and resized to fill its box;
 the painter paints its tissue. Pixels farther than the margin from every painted box are the
-source slice's own, bit for bit. Each row carries its boxes, the painted lesions' label map, its
+source slice's own, bit for bit. With `healthy`, that share of the images gets healthy tissue
+painted into lesion-shaped holes at the same kind of boxes (the control class; no label, no box).
+Each row carries its boxes, the painted lesions' label map, its
 seed and provenance (run, generator sha256,
 step, the boxes asked for); no row names the source slice or its patient. The link back is written
 only on request, to a source map outside OUT (`source_map`).
@@ -61,6 +63,7 @@ class Painter:
     labels: list[int]
     intensity: Intensity
     device: torch.device
+    healthy_share: float  # of its training patches that were healthy holes (0: it cannot paint the control)
 
 
 def load_painter(run_dir: Path, device: torch.device) -> Painter:
@@ -75,7 +78,7 @@ def load_painter(run_dir: Path, device: torch.device) -> Painter:
         raise UserError(f"{path}: the weights do not fit the recorded model ({exc}); "
                         "train the run again with this pathosynth version") from exc
     return Painter(model.to(device).eval(), path, ckpt.sha256(path), int(payload.get("step", 0)), patch, margin,
-                   labels, intensity, device)
+                   labels, intensity, device, float(payload.get("healthy_share", 0.0)))
 
 
 def lesion_bank(dataset: Dataset, samples: list[Sample]) -> list[np.ndarray]:
@@ -91,11 +94,13 @@ def lesion_bank(dataset: Dataset, samples: list[Sample]) -> list[np.ndarray]:
 
 @torch.no_grad()
 def paint(painter: Painter, slices: list[np.ndarray], layouts: list[list[list[float]]], seeds: list[int],
-          bank: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+          bank: list[np.ndarray], healthy: list[bool] | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each slice (H, W, the data's unit) with a lesion painted into each box of its layout, one box
     after another (a box sees the lesions painted before it); and the painted lesions' label maps.
     The lesion's shape comes from `bank`, its tissue from the painter; pixels farther than the
-    lesion's feather (4 px) stay the slice's own."""
+    lesion's feather (4 px) stay the slice's own. A `healthy` slice gets healthy tissue painted into
+    the same lesion-shaped holes (the control: painted, but no lesion) and an empty label map."""
+    healthy = healthy or [False] * len(slices)
     out = [s.copy() for s in slices]
     maps = [np.zeros(s.shape, dtype=np.uint8) for s in slices]
     shapes = [np.random.default_rng(int(seed)) for seed in seeds]
@@ -103,10 +108,10 @@ def paint(painter: Painter, slices: list[np.ndarray], layouts: list[list[list[fl
     for round_ in range(max((len(layout) for layout in layouts), default=0)):
         which = [i for i, layout in enumerate(layouts) if len(layout) > round_]
         jobs = [_Job(out[i], layouts[i][round_], fit_shape(bank[int(shapes[i].integers(len(bank)))],
-                                                           layouts[i][round_], shapes[i]), noises[i])
+                                                           layouts[i][round_], shapes[i]), noises[i], healthy[i])
                 for i in which]
         for i, (top, left, painted, lesion) in zip(which, _paint_jobs(painter, jobs)):
-            _composite(out[i], maps[i], painted, lesion, top, left)
+            _composite(out[i], None if healthy[i] else maps[i], painted, lesion, top, left)
     return out, maps
 
 
@@ -116,6 +121,7 @@ class _Job:
     box: list[float]
     shape: np.ndarray  # the lesion's labels, the box's size
     noise: torch.Generator
+    healthy: bool  # paint healthy tissue into the lesion's shape
 
 
 def _paint_jobs(painter: Painter, jobs: list[_Job]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
@@ -127,7 +133,7 @@ def _paint_jobs(painter: Painter, jobs: list[_Job]) -> list[tuple[int, int, np.n
         lesion = np.zeros((side, side), dtype=np.uint8)
         lesion[y0 - top:y0 - top + job.shape.shape[0], x0 - left:x0 - left + job.shape.shape[1]] = job.shape
         image = crop(to_unit(painter.intensity, job.image).astype(np.float32), top, left, side)
-        inputs.append(torch.from_numpy(patch_inputs(image, lesion, painter.labels, painter.patch)))
+        inputs.append(torch.from_numpy(patch_inputs(image, lesion, painter.labels, painter.patch, job.healthy)))
         plans.append((top, left, side, lesion))
     batch = torch.stack(inputs).to(painter.device)
     noise = torch.stack([torch.randn((1, painter.patch, painter.patch), generator=job.noise) for job in jobs])
@@ -141,15 +147,17 @@ def _paint_jobs(painter: Painter, jobs: list[_Job]) -> list[tuple[int, int, np.n
     return results
 
 
-def _composite(image: np.ndarray, labels: np.ndarray, painted: np.ndarray, lesion: np.ndarray, top: int,
+def _composite(image: np.ndarray, labels: np.ndarray | None, painted: np.ndarray, lesion: np.ndarray, top: int,
                left: int) -> None:
     """Blend the painted crop into `image` by the lesion's feather (the source's very values where
-    the weight is 0) and write the lesion's labels into `labels`, both in place, in the crop's window."""
+    the weight is 0) and write the lesion's labels into `labels` (unless None: a healthy repaint),
+    both in place, in the crop's window."""
     inside, local = window(image.shape, top, left, lesion.shape[0])
     weight, region = lesion_weight(lesion > 0)[local], image[inside]
     image[inside] = np.where(weight > 0, weight * painted[local] + (1 - weight) * region, region)
     placed = lesion[local]
-    labels[inside] = np.where(placed > 0, placed, labels[inside])
+    if labels is not None:
+        labels[inside] = np.where(placed > 0, placed, labels[inside])
 
 
 # ------------------------------------------------------------------------------- the verb
@@ -167,10 +175,13 @@ class _Request:
 def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path | None = None, split: str = "train",
                   label: str | None = None, boxes: list[list[float]] | None = None,
                   boxes_from: str | Path | None = None, jitter: str | None = None, positions: str = "real",
-                  per_image: int = 1, lesion_size: tuple[int, int] | None = None, seed: int = 0, batch: int = 32,
-                  overwrite: bool = False, progress: bool = True, source_map: str | Path | None = None) -> Path:
+                  per_image: int = 1, lesion_size: tuple[int, int] | None = None, healthy: float = 0.0,
+                  seed: int = 0, batch: int = 32, overwrite: bool = False, progress: bool = True,
+                  source_map: str | Path | None = None) -> Path:
     """`n` real slices of `into` (default: the run's training data; its `split`, slices without
-    lesions) with lesions painted in; returns `out`, a synthetic dataset folder."""
+    lesions) with lesions painted in; returns `out`, a synthetic dataset folder. A `healthy` share
+    of the images (spread evenly over the seeds) get healthy tissue painted into the same kind of
+    boxes instead, labelled the set's other class: the control for augmentation experiments."""
     run_dir, out = Path(run), Path(out)
     record = read_run(run_dir)
     source = Dataset.load(into or record.data["path"])
@@ -179,6 +190,7 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     if not pool:
         raise UserError(f"{source.root}: no '{split}' slice without lesions to paint into; choose --split or --into")
     lesion_label = label or _lesion_label(source)
+    labels = (lesion_label, _healthy_label(source, lesion_label) if healthy else None)
     request = _Request(boxes, Path(boxes_from) if boxes_from else None,
                        Jitter.parse(PAPER_JITTER if jitter is None else jitter), positions, per_image, lesion_size)
     lesions, rows = _lesion_source(record, request.boxes_from, source)
@@ -188,13 +200,15 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
         raise UserError(f"{lesions.root}: no slice has a lesion mask to take lesion shapes and layouts from; pass "
                         "--boxes-from a dataset with lesion masks")
     painter = load_painter(run_dir, default_device())
+    if healthy and not painter.healthy_share:
+        raise UserError(f"{painter.file}: this run did not learn healthy tissue, so it cannot paint the control "
+                        "class; drop --healthy, or train it again with this pathosynth version")
     links: list[dict] = []
-    with DatasetWriter(out, _info(source, out, run_dir, seed, lesion_label), overwrite=overwrite) as writer:
+    with DatasetWriter(out, _info(source, out, run_dir, seed, labels), overwrite=overwrite) as writer:
         bar = tqdm(total=n, desc="paint", unit="img", disable=not progress)
         for start in range(0, n, batch):
-            chunk = [seed + i for i in range(start, min(start + batch, n))]
-            _paint_chunk(painter, source, pool, writer, chunk, (bank, layouts), request, lesion_label, run_dir,
-                         links)
+            chunk = [(seed + i, _is_healthy(i, healthy)) for i in range(start, min(start + batch, n))]
+            _paint_chunk(painter, source, pool, writer, chunk, (bank, layouts), request, labels, run_dir, links)
             bar.update(len(chunk))
         bar.close()
         done = writer.commit(SplitPlan())
@@ -216,6 +230,21 @@ def _lesion_source(record, boxes_from: Path | None, hosts: Dataset) -> tuple[Dat
                                    int(config.get("subset_seed") or 0))
 
 
+def _is_healthy(index: int, share: float) -> bool:
+    """Whether image `index` is a healthy repaint: exactly round-down(n x share) of the first n
+    images are, spread evenly (the same images for every n)."""
+    return int((index + 1) * share + 1e-9) > int(index * share + 1e-9)
+
+
+def _healthy_label(source: Dataset, lesion_label: str) -> str:
+    others = [c for c in source.info.classes if c != lesion_label]
+    if len(others) != 1:
+        raise UserError(f"{source.root / 'dataset.json'}: --healthy labels the repainted slices with the set's other "
+                        f"class, but beside '{lesion_label}' it has {len(others)} ({', '.join(others) or 'none'}); "
+                        "use a two-class set")
+    return others[0]
+
+
 def _lesion_label(source: Dataset) -> str:
     """The class the source set's lesion slices carry (the most common among slices with boxes)."""
     counts: dict[str, int] = {}
@@ -227,31 +256,36 @@ def _lesion_label(source: Dataset) -> str:
     return max(sorted(counts), key=counts.get)
 
 
-def _info(source: Dataset, out: Path, run_dir: Path, seed: int, lesion_label: str) -> DatasetInfo:
+def _info(source: Dataset, out: Path, run_dir: Path, seed: int, labels: tuple[str, str | None]) -> DatasetInfo:
     info = source.info
     return DatasetInfo(name=out.name, modality=info.modality, dimensionality=2,
-                       classes=sorted(set(info.classes) | {lesion_label}), channels=info.channels,
+                       classes=sorted(set(info.classes) | {labels[0]}), channels=info.channels,
                        intensity_unit=info.intensity_unit, png_slope=info.png_slope, png_intercept=info.png_intercept,
                        source={"synthetic": True, "generator": "inpaint2d", "run": str(run_dir.resolve()),
                                "seed": seed, "pathosynth": __version__})
 
 
-def _paint_chunk(painter: Painter, source: Dataset, pool: list[Sample], writer: DatasetWriter, seeds: list[int],
-                 lesions: tuple[list, list], request: _Request, lesion_label: str, run_dir: Path, links: list) -> None:
+def _paint_chunk(painter: Painter, source: Dataset, pool: list[Sample], writer: DatasetWriter,
+                 chunk: list[tuple[int, bool]], lesions: tuple[list, list], request: _Request,
+                 labels: tuple[str, str | None], run_dir: Path, links: list) -> None:
+    """Paint and write one batch of images, each (seed, healthy repaint or not)."""
     bank, layouts = lesions
+    seeds, healthy = [seed for seed, _ in chunk], [flag for _, flag in chunk]
     samples, images, chosen = [], [], []
     for seed in seeds:
         sample, image, layout = _source_and_layout(source, pool, seed, layouts, request)
         samples.append(sample), images.append(image), chosen.append(layout)
-    painted, masks = paint(painter, images, chosen, seeds, bank)
-    for sample, seed, image, mask, layout in zip(samples, seeds, painted, masks, chosen):
+    painted, masks = paint(painter, images, chosen, seeds, bank, healthy)
+    for sample, seed, flag, image, mask, layout in zip(samples, seeds, healthy, painted, masks, chosen):
         sid = f"synthetic-{seed:08d}"
         links.append({"synthetic": sid, "source_sample": sample.id, "source_patient": sample.patient_id})
-        row = Sample(id=sid, patient_id=sid, image="", label=lesion_label, split="train",
-                     boxes=layout, synthetic={"model": "inpaint2d", "run": str(run_dir.resolve()),
-                                              "checkpoint": str(painter.file.relative_to(run_dir)),
-                                              "checkpoint_sha256": painter.sha256, "step": painter.step, "seed": seed,
-                                              "condition": {"boxes": layout, "positions": request.positions}})
+        condition = {"healthy_boxes" if flag else "boxes": layout, "positions": request.positions}
+        row = Sample(id=sid, patient_id=sid, image="", label=labels[1] if flag else labels[0], split="train",
+                     boxes=[] if flag else layout,
+                     synthetic={"model": "inpaint2d", "run": str(run_dir.resolve()),
+                                "checkpoint": str(painter.file.relative_to(run_dir)),
+                                "checkpoint_sha256": painter.sha256, "step": painter.step, "seed": seed,
+                                "condition": condition})
         spacing = tuple(sample.spacing or (1.0, 1.0))
         writer.add(row, MedicalImage(image, spacing, (0.0, 0.0), plain_direction(2)), mask=mask)
 

@@ -4,13 +4,17 @@ with the label map of each slice's largest lesion and its box.
 The painter learns to paint a lesion's tissue from its label map (e.g. BraTS oedema, enhancing
 rim, necrotic core) and the tissue around it, so it trains on the slices whose masks show a lesion;
 it paints the largest connected lesion (fragments of a few pixels are not what it should learn).
+It also learns to paint healthy tissue into a lesion-shaped hole with no labels (`healthy_share` of
+its patches): the slices without lesions, each with holes at seeded places inside the organ. That
+gives the control class of an augmentation experiment (slices repainted without a lesion), so a
+classifier cannot learn "painted texture" as the sign of a tumour.
 Slices are not resized: a patch around the lesion is cut at the slice's own pixel size. The same
 selection gives generation its bank of lesion shapes (`lesion_samples`, `main_lesion`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +26,7 @@ from pathosynth.contracts import Intensity
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
+from pathosynth.generate.placement.slices import organ_mask, random_boxes
 
 if TYPE_CHECKING:
     from pathosynth.config import TrainConfig
@@ -37,6 +42,8 @@ class LesionSet:
     channels: list[str]
     intensity: Intensity  # maps [-1, 1] to the data's unit; [0, 1] here is (normalised + 1) / 2
     spacing: list[float] | None
+    healthy: torch.Tensor | None = None  # (M, 1, H, W) float16 slices without lesions, [0, 1]
+    holes: list[tuple[int, list[int], int]] = field(default_factory=list)  # (healthy slice, box, lesion)
 
 
 def main_lesion(mask: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
@@ -52,13 +59,18 @@ def main_lesion(mask: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
                                                           int(ys.max()) + 1]
 
 
-def lesion_samples(dataset: Dataset, split: str, train_patients: int | None, subset_seed: int) -> list:
-    """The samples a run trains on (its split, its low-data subset) that have a mask."""
+def run_samples(dataset: Dataset, split: str, train_patients: int | None, subset_seed: int) -> list:
+    """The samples a run trains on: its split, its low-data subset of patients."""
     samples = dataset.select(split=split or None)
     if train_patients:
         keep = patient_subset((s.patient_id for s in samples), train_patients, subset_seed, str(dataset.root))
         samples = [s for s in samples if s.patient_id in keep]
-    return [s for s in samples if s.mask]
+    return samples
+
+
+def lesion_samples(dataset: Dataset, split: str, train_patients: int | None, subset_seed: int) -> list:
+    """The run's samples that have a mask."""
+    return [s for s in run_samples(dataset, split, train_patients, subset_seed) if s.mask]
 
 
 def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
@@ -88,10 +100,41 @@ def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
     intensity = _intensity(stacked)
     unit = to_unit(intensity, stacked)
     values = sorted(int(v) for v in np.unique(maps) if v)
-    return LesionSet(images=torch.from_numpy(unit.astype(np.float16))[:, None],
+    data = LesionSet(images=torch.from_numpy(unit.astype(np.float16))[:, None],
                      lesions=torch.from_numpy(maps)[:, None], boxes=boxes, labels=values, classes=list(info.classes),
                      channels=list(info.channels), intensity=intensity,
                      spacing=list(spacings.pop()) if len(spacings) == 1 else None)
+    if config.family.healthy_share > 0:
+        _add_healthy(data, dataset, config, progress)
+    return data
+
+
+def _add_healthy(data: LesionSet, dataset: Dataset, config: TrainConfig, progress: bool) -> None:
+    """Slices without lesions (at most as many as the lesion slices, seeded), each with
+    HOLES_PER_SLICE holes: a training lesion's box size at a random place inside the organ."""
+    rng = np.random.default_rng([config.seed, 17])
+    samples = [s for s in run_samples(dataset, config.split, config.train_patients, config.subset_seed)
+               if not s.boxes]
+    samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:len(data.boxes)])]
+    shape = tuple(data.images.shape[-2:])
+    slices = []
+    for sample in tqdm(samples, desc="reading lesion-free", unit="img", disable=not progress, leave=False):
+        image = dataset.read(sample)[0].astype(np.float32)
+        if image.shape != shape:
+            continue
+        organ = organ_mask(image)
+        for _ in range(HOLES_PER_SLICE):
+            j = int(rng.integers(len(data.boxes)))
+            x0, y0, x1, y1 = data.boxes[j]
+            placed = random_boxes(organ, [(x1 - x0, y1 - y0)], rng)
+            if placed:
+                data.holes.append((len(slices), [int(v) for v in placed[0]], j))
+        slices.append(to_unit(data.intensity, image).astype(np.float16))
+    if slices:
+        data.healthy = torch.from_numpy(np.stack(slices))[:, None]
+
+
+HOLES_PER_SLICE = 2
 
 
 def to_unit(intensity: Intensity, values: np.ndarray) -> np.ndarray:

@@ -33,6 +33,9 @@ class Inpaint2DConfig:
     l1_weight: float = 10.0  # L1 in the hole
     adversarial_weight: float = 0.2  # the hinge term: grain, not structure
     translation: int = 6  # px of the random shift shown to the discriminator (DiffAugment translation)
+    # patches that are lesion-free slices with a lesion-shaped hole and no labels: the painter also
+    # learns healthy tissue, the control class (`generate --healthy`)
+    healthy_share: float = 0.25
 
     def check(self, config) -> None:
         require_at_least_one(self, "head")
@@ -41,6 +44,8 @@ class Inpaint2DConfig:
         if config.resolution % 2 ** (len(self.widths) + 1) or config.resolution < 2 * self.margin + 8:
             raise UserError(f"the inpainter's patch (--resolution {config.resolution}) must be divisible by "
                             f"{2 ** (len(self.widths) + 1)} and leave room for a box and its margin; e.g. 96")
+        if not 0 <= self.healthy_share < 1:
+            raise UserError(f"healthy_share must be in [0, 1), got {self.healthy_share}")
         if config.classes == "conditional" or config.label:
             raise UserError("the lesion inpainter learns lesions from their masks, not classes: drop --classes and "
                             "--label")

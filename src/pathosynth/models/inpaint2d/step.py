@@ -28,15 +28,18 @@ from pathosynth.training.step import GANStep
 GRID_PATCHES = 16  # grid: 16 real patches, each above its painted version
 
 
-def patch_inputs(image: np.ndarray, lesion: np.ndarray, labels: list[int], patch: int) -> np.ndarray:
+def patch_inputs(image: np.ndarray, lesion: np.ndarray, labels: list[int], patch: int,
+                 healthy: bool = False) -> np.ndarray:
     """(patch, weight, label channels...) of one crop at the painter's size, float32 (2 + K, P, P).
-    A crop larger than the painter's patch is averaged down; its labels are taken nearest."""
+    A crop larger than the painter's patch is averaged down; its labels are taken nearest. With
+    `healthy`, the lesion is only the hole's shape: its label channels are zero (healthy tissue)."""
     side = image.shape[-1]
     if side != patch:
         image = F.interpolate(torch.from_numpy(image)[None, None], size=(patch, patch), mode="area")[0, 0].numpy()
         pick = np.arange(patch) * side // patch
         lesion = lesion[np.ix_(pick, pick)]
-    return np.concatenate([image[None], lesion_weight(lesion > 0)[None], label_channels(lesion, labels)])
+    channels = label_channels(lesion, labels)
+    return np.concatenate([image[None], lesion_weight(lesion > 0)[None], 0 * channels if healthy else channels])
 
 
 class InpaintStep(GANStep):
@@ -61,16 +64,20 @@ class InpaintStep(GANStep):
     def passes_per_step(self) -> int:
         return 2  # one discriminator update, then one painter update
 
-    def _patches(self, indices: list[int], offsets: torch.Tensor | None, flips: bool):
-        """(patch, weight, labels) batches, (N, 1, P, P), (N, 1, P, P), (N, K, P, P), for these slices."""
+    def _patches(self, indices: list[int], offsets: torch.Tensor | None, flips: bool, holes: list[int] | None = None):
+        """(patch, weight, labels) batches, (N, 1, P, P), (N, 1, P, P), (N, K, P, P), for these
+        slices; where `holes` holds a hole's index (not -1), that lesion-free slice and hole instead."""
         data: LesionSet = self.data
         rows = []
         for k, i in enumerate(indices):
             offset = None if offsets is None else (float(offsets[k, 0]), float(offsets[k, 1]))
-            top, left, side = plan_patch(data.boxes[i], self.patch, self.settings.margin, offset=offset)
-            image = crop(data.images[i, 0].numpy(), top, left, side).astype(np.float32)
-            lesion = crop(data.lesions[i, 0].numpy(), top, left, side)
-            rows.append(torch.from_numpy(patch_inputs(image, lesion, self.labels, self.patch)))
+            hole = -1 if holes is None else holes[k]
+            source, box = (data.images[i, 0], data.boxes[i]) if hole < 0 else self._hole(hole)
+            top, left, side = plan_patch(box, self.patch, self.settings.margin, offset=offset)
+            image = crop(source.numpy(), top, left, side).astype(np.float32)
+            lesion = crop(self._hole_map(hole, source.shape) if hole >= 0 else data.lesions[i, 0].numpy(),
+                          top, left, side)
+            rows.append(torch.from_numpy(patch_inputs(image, lesion, self.labels, self.patch, healthy=hole >= 0)))
         batch = torch.stack(rows)
         if flips:  # left-right and up-down, each with probability 1/2
             for axis in (-1, -2):
@@ -79,10 +86,31 @@ class InpaintStep(GANStep):
         batch = batch.to(self.device)
         return batch[:, :1], batch[:, 1:2], batch[:, 2:]
 
+    def _hole(self, hole: int) -> tuple[torch.Tensor, list[int]]:
+        slice_index, box, _ = self.data.holes[hole]
+        return self.data.healthy[slice_index, 0], box
+
+    def _hole_map(self, hole: int, shape: tuple[int, ...]) -> np.ndarray:
+        """The hole's lesion shape (the training lesion whose size it has) placed at its box."""
+        _, (x0, y0, x1, y1), lesion_index = self.data.holes[hole]
+        bx0, by0, bx1, by1 = self.data.boxes[lesion_index]
+        hole_map = np.zeros(shape, dtype=np.uint8)
+        hole_map[y0:y1, x0:x1] = self.data.lesions[lesion_index, 0, by0:by1, bx0:bx1].numpy()
+        return hole_map
+
+    def _draw_holes(self, count: int) -> list[int] | None:
+        """Which of the batch's patches are lesion-free holes instead (healthy_share of them)."""
+        if not self.data.holes:
+            return None
+        healthy = torch.rand(count) < self.settings.healthy_share
+        picks = torch.randint(len(self.data.holes), (count,))
+        return torch.where(healthy, picks, -1).tolist()
+
     def __call__(self, step: int) -> torch.Tensor:
         s = self.settings
         indices = self.sampler.next_indices().tolist()
-        patch, weight, labels = self._patches(indices, torch.rand(len(indices), 2), flips=True)
+        holes = self._draw_holes(len(indices))
+        patch, weight, labels = self._patches(indices, torch.rand(len(indices), 2), flips=True, holes=holes)
         hole = (weight > 0).float()
         with self.autocast:
             painted = self.generator_ddp(painter_inputs(patch, weight, labels, torch.randn_like(patch))).float()
@@ -115,4 +143,5 @@ class InpaintStep(GANStep):
 
     def export_extras(self) -> dict:
         return {"patch": self.patch, "margin": self.settings.margin, "labels": self.labels,
+                "healthy_share": self.settings.healthy_share if self.data.holes else 0.0,
                 "intensity": vars(self.data.intensity), "spacing_mm": self.data.spacing}
