@@ -143,3 +143,18 @@ def test_the_painter_learns_healthy_holes_inside_the_organ_and_a_run_without_the
     with pytest.raises(UserError, match="did not learn healthy tissue"):
         generate(run, 2, tmp_path / "syn", healthy=0.5, progress=False)
     assert not (tmp_path / "syn").exists()
+
+
+def test_painting_into_the_runs_own_data_uses_only_the_patients_it_learned_from(tmp_path, tiny_brain):
+    # the classification experiment draws its low-data patients with the same call
+    from pathosynth.data.splits import patient_subset
+
+    real = Dataset.load(tiny_brain)
+    train_split = real.select(split="train")
+    assert len({s.patient_id for s in train_split}) >= 2
+    config = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=1, train_patients=1, subset_seed=4)
+    run = train(config, tmp_path / "run", progress=False)
+    source_map = tmp_path / "map.json"
+    generate(run, 8, tmp_path / "syn", seed=0, source_map=source_map, progress=False)
+    hosts = {row["source_patient"] for row in json.loads(source_map.read_text())["scans"]}
+    assert hosts == set(patient_subset((s.patient_id for s in train_split), 1, 4, str(real.root)))

@@ -1,7 +1,8 @@
 """Paint 2D lesions into real slices with a trained lesion inpainter (`--model inpaint2d`).
 
 Each synthetic image i (seed `seed + i`) is a real slice drawn from the source pool (by default the
-slices without lesions of the run's training data, split `train`) with lesions painted into boxes:
+slices without lesions of the run's training data, split `train`, of the patients the run learned
+from) with lesions painted into boxes:
 - `boxes`: the same boxes for every image (px of the slice);
 - positions "real": a real lesion layout, moved by the papers' jitter (flip, shift 10%, zoom 10%),
   kept when every box lies inside the organ;
@@ -45,7 +46,7 @@ from pathosynth.models.inpaint2d.step import patch_inputs
 from pathosynth.outputs import check_source_map_target, write_source_map
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
-from pathosynth.training.lesions import from_unit, lesion_samples, main_lesion, to_unit
+from pathosynth.training.lesions import from_unit, lesion_samples, main_lesion, run_samples, to_unit
 
 INSIDE = 0.95  # a real layout's box must lie this much inside the organ
 
@@ -186,7 +187,7 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     record = read_run(run_dir)
     source = Dataset.load(into or record.data["path"])
     target = check_source_map_target(source_map, out, overwrite)
-    pool = [s for s in source.select(split=split or None) if not s.boxes]
+    pool = [s for s in _hosts(record, source, split) if not s.boxes]
     if not pool:
         raise UserError(f"{source.root}: no '{split}' slice without lesions to paint into; choose --split or --into")
     lesion_label = label or _lesion_label(source)
@@ -215,6 +216,17 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     if target:
         write_source_map(target, done, links)
     return done
+
+
+def _hosts(record, source: Dataset, split: str) -> list[Sample]:
+    """The slices of `split` that may be painted into. In the run's own data and split, only the
+    patients it learned from (its low-data subset): an augmentation experiment's classifier then
+    sees no patient through the painted slices that it does not see as a real one."""
+    config = record.config
+    own = Path(record.data["path"]).resolve() == Path(source.root).resolve() and (config.get("split") or "") == split
+    if own:
+        return run_samples(source, split, config.get("train_patients"), int(config.get("subset_seed") or 0))
+    return source.select(split=split or None)
 
 
 def _lesion_source(record, boxes_from: Path | None, hosts: Dataset) -> tuple[Dataset, list[Sample]]:
