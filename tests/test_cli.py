@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+from pathosynth.data.dataset import Dataset
 from pathosynth.data.phantoms import KINDS
 from pathosynth.models import FAMILIES
 from tests.layouts import make_brats_layout, make_folder_layout
@@ -96,14 +97,18 @@ def test_tiny_demo_builds_every_dataset_with_info_and_preview_and_resumes(tmp_pa
     for name in ("brain-synthetic", "brain-synthetic-boxes"):
         assert (tmp_path / "demo" / name / "manifest.csv").is_file()
         assert (tmp_path / "demo" / f"{name}-preview.png").stat().st_size > 5000
-    assert (tmp_path / "demo" / "runs" / "brain-dcgan" / "checkpoints" / "generator.pt").is_file()
-    # the experiment's GAN and classifiers see the same low-data subset; the box GAN the metastasis set
-    dcgan = json.loads((tmp_path / "demo" / "runs" / "brain-dcgan" / "config.json").read_text())
+    assert (tmp_path / "demo" / "runs" / "brain-inpaint" / "checkpoints" / "generator.pt").is_file()
+    # the experiment's inpainter and classifiers see the same low-data subset; the painted set holds
+    # both classes (lesions, and healthy repaints), the boxes set two lesions per slice
+    inpaint = json.loads((tmp_path / "demo" / "runs" / "brain-inpaint" / "config.json").read_text())
     experiment = json.loads((tmp_path / "demo" / "brain-classify" / "config.json").read_text())
-    assert dcgan["config"]["train_patients"] == experiment["real"]["train_patients"] == 2
-    assert dcgan["config"]["subset_seed"] == experiment["real"]["subset_seed"]
-    boxes = json.loads((tmp_path / "demo" / "runs" / "brain-unet-boxes" / "config.json").read_text())
-    assert boxes["data"]["name"] == "brain-metastases"
+    assert inpaint["config"]["train_patients"] == experiment["real"]["train_patients"] == 2
+    assert inpaint["config"]["subset_seed"] == experiment["real"]["subset_seed"]
+    painted = Dataset.load(tmp_path / "demo" / "brain-synthetic").samples
+    assert {s.label for s in painted} == {"tumour", "non-tumour"}
+    assert all(bool(s.boxes) == (s.label == "tumour") for s in painted)
+    per_slice = [len(s.boxes) for s in Dataset.load(tmp_path / "demo" / "brain-synthetic-boxes").samples]
+    assert set(per_slice) <= {1, 2} and 2 in per_slice  # a second box that does not fit the brain is left out
     nodules = tmp_path / "demo" / "chest-ct-synthetic-nodules"
     assert (nodules / "preview.png").is_file() and len(list(nodules.glob("2.25.*.nii.gz"))) == 1
     placed = json.loads((nodules / "nodules.json").read_text())["scans"][0]["nodules"]

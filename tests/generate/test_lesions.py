@@ -158,3 +158,11 @@ def test_painting_into_the_runs_own_data_uses_only_the_patients_it_learned_from(
     generate(run, 8, tmp_path / "syn", seed=0, source_map=source_map, progress=False)
     hosts = {row["source_patient"] for row in json.loads(source_map.read_text())["scans"]}
     assert hosts == set(patient_subset((s.patient_id for s in train_split), 1, 4, str(real.root)))
+
+
+def test_the_audit_of_a_painted_set_says_what_its_flags_mean(tmp_path, inpaint_run, tiny_brain):
+    from pathosynth.curate import PAINTED_NOTE, AuditSettings, audit
+
+    painted = generate(inpaint_run, 4, tmp_path / "syn", seed=0, progress=False)
+    report = audit(tiny_brain, painted, tmp_path / "audit", AuditSettings(features=("pixel",)), progress=False)
+    assert PAINTED_NOTE in report["notes"]

@@ -17,7 +17,7 @@ import numpy as np
 from pathosynth.config import make_config
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.readers import read_image
-from pathosynth.demo.gans import _train_or_resume
+from pathosynth.demo.runs import train_or_resume
 from pathosynth.generate.nodules import place_nodules
 from pathosynth.data.nodules import ATTENUATIONS, SIZES
 from pathosynth.generate.placement import lung_mask, random_lung_positions
@@ -34,7 +34,7 @@ def run_demo_ct(out: Path, vois: Path, scans: Path, *, seed: int, tiny: bool, pr
               make_config("mcgan3d", "small", data=str(vois), seed=seed, resolution=32, nodule_box=16,
                           steps=DEMO_STEPS, l1_weight=DEMO_L1, checkpoint_every=250, sample_every=250))
     run_dir = out / "runs" / "chest-mcgan3d"
-    _train_or_resume(config, run_dir, progress)
+    train_or_resume(config, run_dir, progress)
     placed = out / "chest-ct-synthetic-nodules"
     if not (placed / "nodules.json").is_file():
         scan_path = _held_out_scan(scans)

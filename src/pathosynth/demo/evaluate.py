@@ -1,6 +1,6 @@
-"""The demo's last steps on the built-in brain MR set: audit the class-conditional GAN's images for
-near-copies, run the classification experiment (real / classic DA / GAN DA / both / synthetic
-only), image metrics and t-SNE, and assemble everything into one report.
+"""The demo's last steps on the built-in brain MR set: audit the painted slices for near-copies, run
+the classification experiment (real / classic DA / inpainting DA / both / synthetic only; three
+repeats each), image metrics and t-SNE, and assemble everything into one report.
 
 Each step's folder appears only when complete and is reused by a rerun; the classification
 experiment also resumes from its finished cells, so an interrupted demo continues where it stopped.
@@ -34,20 +34,22 @@ def run_demo_evaluation(out: Path, brain: Path, synthetic: Path, report_inputs: 
                         tiny: bool, train_patients: int, progress: bool) -> Path:
     """Audit, experiment, metrics, t-SNE, then the report over them and `report_inputs` (the real
     sets, the runs and the synthetic sets). The experiment's classifiers train on `train_patients`
-    training patients drawn with `seed`, the ones the synthetic set's GAN saw. Returns the report
+    training patients drawn with `seed`, the ones the synthetic set's generator saw. Returns the report
     folder."""
     audit_dir, classify_dir = out / "brain-audit", out / "brain-classify"
     images_dir, tsne_dir = out / "brain-image-metrics", out / "brain-tsne"
     if _step(audit_dir, "audit.json", "memorization audit of the synthetic images against the training patients"):
         # pixel space only: it caught every planted copy in the tests, and the ImageNet space would
         # add minutes of CPU time to the demo (`pathosynth curate audit` uses both by default)
-        summary = audit(brain, synthetic, audit_dir, AuditSettings(features=("pixel",)),
-                        progress=progress)["summary"]
+        result = audit(brain, synthetic, audit_dir, AuditSettings(features=("pixel",)), progress=progress)
+        summary = result["summary"]
         click.echo(f"  {summary['synthetic_flagged']} of {summary['synthetic_images']} synthetic images flagged "
                    f"as near-copies (held-out real images: {summary['held_out_flag_rate']:.1%})")
+        for note in result["notes"]:
+            click.echo(f"  note: {note}")
     if _step(classify_dir, "results.json", "classification experiment (real / classic DA / GAN DA / both / "
                                            "synthetic only)"):
-        classify(brain, [synthetic], classify_dir, preset="tiny" if tiny else "small", repeats=1 if tiny else 2,
+        classify(brain, [synthetic], classify_dir, preset="tiny" if tiny else "small", repeats=1 if tiny else 3,
                  seed=seed, train_patients=train_patients, subset_seed=seed, progress=progress)
     if _step(images_dir, "image-metrics.json", "image metrics (Frechet distance, KID, precision/recall)"):
         # fewer images and KID subsets than the verb's defaults keep this step near a minute
