@@ -44,6 +44,7 @@ FAMILIES = {
     "mcgan3d": ("mcgan3d", "chest", {"steps": 4}),
     "diffusion": ("diffusion", "brain", {}),
     "inpaint2d": ("inpaint2d", "brain", {}),
+    "diffusion-inpaint": ("diffusion-inpaint", "brain", {}),
 }
 
 

@@ -225,10 +225,11 @@ def show(dataset, out, count, split, label, channel, seed):
 
 @cli.command()
 @click.option("--model", type=click.Choice(["dcgan", "wgan", "pggan", "unet-cgan", "mcgan3d", "diffusion",
-                                            "inpaint2d"]),
+                                            "inpaint2d", "diffusion-inpaint"]),
               default=None, help="Generator family (required unless --resume); mcgan3d: 3D nodule inpainting on CT "
                                  "VOIs; diffusion: class-conditional DDIM with classifier-free guidance; inpaint2d: "
-                                 "2D lesions painted into real slices.")
+                                 "2D lesions painted into real slices; diffusion-inpaint: the same, painted by a "
+                                 "mask-conditioned diffusion U-Net.")
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Dataset folder (from `data import` or `data phantom`); its train split is used.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder to create.")
@@ -340,9 +341,9 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
               help="inpaint2d runs with --positions random: box side in px, MIN-MAX (e.g. 4-8 or 60-80 for sizes "
                    "outside the training range) [default: the real lesions' sizes].")
 @click.option("--healthy", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="inpaint2d runs: this share of the slices gets healthy tissue painted into the same kind of "
-                   "boxes instead of a lesion, labelled the set's other class (the control class for augmentation "
-                   "experiments: painted, but no tumour).")
+              help="inpaint2d / diffusion-inpaint runs: this share of the slices gets healthy tissue painted into "
+                   "the same kind of boxes instead of a lesion, labelled the set's other class (the control class "
+                   "for augmentation experiments: painted, but no tumour).")
 @click.option("--per-scan", type=COUNT, default=1, show_default=True,
               help="With --positions random: nodules added to each scan.")
 @click.option("--keep-source-map", type=click.Path(path_type=Path), default=None,

@@ -77,10 +77,11 @@ from pathosynth.outputs import building, refuse_existing
 AUDIT_FORMAT = "pathosynth-audit"
 AUDIT_VERSION = 1
 # a set painted by the lesion inpainter is real outside its boxes: what its flags mean
-PAINTED_NOTE = ("painted into real slices (an inpaint2d set): outside its boxes each image is a real slice, so one "
-                "painted into a training patient's slice is a near-copy of that slice by design, and each lesion's "
-                "shape is a training lesion's mask; the flags measure that, not a generator's memory. The set "
-                "carries its host patients' anatomy: share it only as you would share those real slices")
+PAINTED_NOTE = ("painted into real slices (a lesion inpainter's set): outside its boxes each image is a real "
+                "slice, so one painted into a training patient's slice is a near-copy of that slice by design, "
+                "and each lesion's shape is a training lesion's mask; the flags measure that, not a generator's "
+                "memory. The set carries its host patients' anatomy: share it only as you would share those real "
+                "slices")
 SMALL_HELD_OUT = 50  # below this many held-out images a low percentile is little more than the minimum
 
 
@@ -394,6 +395,13 @@ def _entries(subset: _Set, train: _Set, matches: dict[str, Matches], per_space: 
     return entries
 
 
+def _painted_into_real_slices(dataset: Dataset) -> bool:
+    from pathosynth.models import FAMILIES
+
+    generator = (dataset.info.source or {}).get("generator")
+    return generator in FAMILIES and FAMILIES[generator].generation == "lesions"
+
+
 def _report(train: _Set, held: _Set, syn: _Set, held_matches, syn_matches, held_flags, syn_flags, thresholds,
             settings: AuditSettings) -> dict:
     n_syn, n_held = len(syn.samples), len(held.samples)
@@ -408,7 +416,7 @@ def _report(train: _Set, held: _Set, syn: _Set, held_matches, syn_matches, held_
     if not any(s.synthetic for s in syn.samples):
         notes.append(f"no row of {syn.dataset.root} has synthetic provenance: is it really a synthetic set "
                      "(from `pathosynth generate`)?")
-    if (syn.dataset.info.source or {}).get("generator") == "inpaint2d":
+    if _painted_into_real_slices(syn.dataset):
         notes.append(PAINTED_NOTE)
     for space, t in thresholds.items():
         if t <= 0:

@@ -1,5 +1,6 @@
-"""Painting 2D lesions into real slices: only the boxes and their margin change, an image depends
-only on its seed, masks and boxes come with it, no source is named, and misuse ends in one sentence."""
+"""Painting 2D lesions into real slices (both painter families): only the boxes and their margin
+change, an image depends only on its seed, masks and boxes come with it, healthy repaints are the
+control class, no source is named, and misuse ends in one sentence."""
 
 import json
 
@@ -16,10 +17,11 @@ from pathosynth.training.lesions import load_lesion_set
 from pathosynth.training.loop import resume_run, train
 
 
-@pytest.fixture(scope="module")
-def inpaint_run(tiny_brain, tmp_path_factory):
+@pytest.fixture(scope="module", params=["inpaint2d", "diffusion-inpaint"])
+def inpaint_run(request, tiny_brain, tmp_path_factory):
+    """A run of each painter family: they share the patches and all of generation."""
     torch.set_num_threads(1)
-    config = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=4)
+    config = make_config(request.param, "tiny", data=str(tiny_brain), steps=4)
     return train(config, tmp_path_factory.mktemp("inp") / "run", progress=False)
 
 

@@ -65,6 +65,7 @@ class Painter:
     intensity: Intensity
     device: torch.device
     healthy_share: float  # of its training patches that were healthy holes (0: it cannot paint the control)
+    model_name: str  # its family
 
 
 def load_painter(run_dir: Path, device: torch.device) -> Painter:
@@ -79,7 +80,7 @@ def load_painter(run_dir: Path, device: torch.device) -> Painter:
         raise UserError(f"{path}: the weights do not fit the recorded model ({exc}); "
                         "train the run again with this pathosynth version") from exc
     return Painter(model.to(device).eval(), path, ckpt.sha256(path), int(payload.get("step", 0)), patch, margin,
-                   labels, intensity, device, float(payload.get("healthy_share", 0.0)))
+                   labels, intensity, device, float(payload.get("healthy_share", 0.0)), str(payload["model"]))
 
 
 def lesion_bank(dataset: Dataset, samples: list[Sample]) -> list[np.ndarray]:
@@ -205,7 +206,8 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
         raise UserError(f"{painter.file}: this run did not learn healthy tissue, so it cannot paint the control "
                         "class; drop --healthy, or train it again with this pathosynth version")
     links: list[dict] = []
-    with DatasetWriter(out, _info(source, out, run_dir, seed, labels), overwrite=overwrite) as writer:
+    with DatasetWriter(out, _info(source, out, run_dir, seed, labels, painter.model_name),
+                       overwrite=overwrite) as writer:
         bar = tqdm(total=n, desc="paint", unit="img", disable=not progress)
         for start in range(0, n, batch):
             chunk = [(seed + i, _is_healthy(i, healthy)) for i in range(start, min(start + batch, n))]
@@ -268,12 +270,13 @@ def _lesion_label(source: Dataset) -> str:
     return max(sorted(counts), key=counts.get)
 
 
-def _info(source: Dataset, out: Path, run_dir: Path, seed: int, labels: tuple[str, str | None]) -> DatasetInfo:
+def _info(source: Dataset, out: Path, run_dir: Path, seed: int, labels: tuple[str, str | None],
+          model: str) -> DatasetInfo:
     info = source.info
     return DatasetInfo(name=out.name, modality=info.modality, dimensionality=2,
                        classes=sorted(set(info.classes) | {labels[0]}), channels=info.channels,
                        intensity_unit=info.intensity_unit, png_slope=info.png_slope, png_intercept=info.png_intercept,
-                       source={"synthetic": True, "generator": "inpaint2d", "run": str(run_dir.resolve()),
+                       source={"synthetic": True, "generator": model, "run": str(run_dir.resolve()),
                                "seed": seed, "pathosynth": __version__})
 
 
@@ -294,7 +297,7 @@ def _paint_chunk(painter: Painter, source: Dataset, pool: list[Sample], writer: 
         condition = {"healthy_boxes" if flag else "boxes": layout, "positions": request.positions}
         row = Sample(id=sid, patient_id=sid, image="", label=labels[1] if flag else labels[0], split="train",
                      boxes=[] if flag else layout,
-                     synthetic={"model": "inpaint2d", "run": str(run_dir.resolve()),
+                     synthetic={"model": painter.model_name, "run": str(run_dir.resolve()),
                                 "checkpoint": str(painter.file.relative_to(run_dir)),
                                 "checkpoint_sha256": painter.sha256, "step": painter.step, "seed": seed,
                                 "condition": condition})

@@ -12,6 +12,7 @@ from torch import nn
 from pathosynth.errors import UserError
 from pathosynth.models.dcgan import DCGAN, WGAN
 from pathosynth.models.diffusion import DIFFUSION
+from pathosynth.models.diffusion_inpaint import DIFFUSION_INPAINT
 from pathosynth.models.family import Family
 from pathosynth.models.inpaint2d import INPAINT2D
 from pathosynth.models.mcgan3d import MCGAN3D
@@ -27,6 +28,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     MCGAN3D,
     DIFFUSION,
     INPAINT2D,
+    DIFFUSION_INPAINT,
 )}
 
 

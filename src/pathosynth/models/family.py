@@ -77,6 +77,29 @@ class ImageGAN(Adversarial):
                 raise UserError(f"--diffaugment: {exc}") from exc
 
 
+@dataclass
+class LesionPainting:
+    """What the 2D lesion painters share (inpaint2d, diffusion-inpaint): the patches they learn from
+    (`training/lesion_patches.py`) and how generation blends (`generate/lesions.py`)."""
+
+    margin: int = 6  # px kept free around the box in the patch; pixels farther from the box never change
+    # patches that are lesion-free slices with a lesion-shaped hole and no labels: the painter also
+    # learns healthy tissue, the control class (`generate --healthy`)
+    healthy_share: float = 0.25
+
+    def check(self, config: Any) -> None:
+        if self.margin < 4:  # the lesion's feather reaches 4 px
+            raise UserError(f"margin must be at least 4 px (the lesion's feather), got {self.margin}")
+        if not 0 <= self.healthy_share < 1:
+            raise UserError(f"healthy_share must be in [0, 1), got {self.healthy_share}")
+        if config.resolution < 2 * self.margin + 8:
+            raise UserError(f"the painter's patch (--resolution {config.resolution}) leaves no room for a box and "
+                            f"its {self.margin} px margin; e.g. 96")
+        if config.classes == "conditional" or config.label:
+            raise UserError("the lesion painters learn lesions from their masks, not classes: drop --classes and "
+                            "--label")
+
+
 # ------------------------------------------------------------------------------- the family
 
 @dataclass(frozen=True)

@@ -19,36 +19,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pathosynth.errors import UserError
-from pathosynth.models.family import Family, require_at_least_one
+from pathosynth.models.family import Family, LesionPainting, require_at_least_one
 from pathosynth.models.inpaint2d.networks import LesionPainter, PatchDiscriminator
 from pathosynth.models.inpaint2d.step import InpaintStep
 
 
 @dataclass
-class Inpaint2DConfig:
-    margin: int = 6  # px kept free around the box in the patch; pixels farther from the box never change
+class Inpaint2DConfig(LesionPainting):
     widths: tuple[int, ...] = (32, 64, 128, 192)  # the painter body's channels per level (half resolution)
     head: int = 16  # channels of the full-resolution head
     critic_widths: tuple[int, ...] = (32, 64, 128, 192)
     l1_weight: float = 10.0  # L1 in the hole
     adversarial_weight: float = 0.2  # the hinge term: grain, not structure
     translation: int = 6  # px of the random shift shown to the discriminator (DiffAugment translation)
-    # patches that are lesion-free slices with a lesion-shaped hole and no labels: the painter also
-    # learns healthy tissue, the control class (`generate --healthy`)
-    healthy_share: float = 0.25
 
     def check(self, config) -> None:
+        super().check(config)
         require_at_least_one(self, "head")
-        if self.margin < 4:  # the lesion's feather reaches 4 px
-            raise UserError(f"margin must be at least 4 px (the lesion's feather), got {self.margin}")
-        if config.resolution % 2 ** (len(self.widths) + 1) or config.resolution < 2 * self.margin + 8:
+        if config.resolution % 2 ** (len(self.widths) + 1):
             raise UserError(f"the inpainter's patch (--resolution {config.resolution}) must be divisible by "
-                            f"{2 ** (len(self.widths) + 1)} and leave room for a box and its margin; e.g. 96")
-        if not 0 <= self.healthy_share < 1:
-            raise UserError(f"healthy_share must be in [0, 1), got {self.healthy_share}")
-        if config.classes == "conditional" or config.label:
-            raise UserError("the lesion inpainter learns lesions from their masks, not classes: drop --classes and "
-                            "--label")
+                            f"{2 ** (len(self.widths) + 1)}; e.g. 96")
 
 
 def _generator_kwargs(config, channels: int, num_classes: int) -> dict:
