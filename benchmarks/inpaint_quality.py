@@ -81,7 +81,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=Path("/tmp/inpaint-quality"),
                         help="cache: the built phantom, the runs, the painted sets")
     parser.add_argument("--seeds", default="0,1,2", help="run seeds (each: a run, its generation, its classifiers)")
-    parser.add_argument("--runs", help="existing inpaint2d run folders, comma-separated (seeds: their own)")
+    parser.add_argument("--model", choices=("inpaint2d", "diffusion-inpaint"), default="inpaint2d",
+                        help="the painter family trained per seed")
+    parser.add_argument("--runs", help="existing painter run folders, comma-separated (seeds: their own)")
     parser.add_argument("--steps", type=int, help="training steps per run (default: the small preset's)")
     parser.add_argument("--n", type=int, default=400, help="slices painted for placement and speed (>= 200)")
     parser.add_argument("--positions", choices=("real", "random"), default="real", help="generate's positions")
@@ -233,8 +235,8 @@ def trained_runs(args: argparse.Namespace, data: Path) -> list[tuple[int, Path, 
     one resumed."""
     out = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        config = make_config("inpaint2d", "small", data=str(data), seed=seed, steps=args.steps)
-        run = args.work / "runs" / f"inpaint2d-small-{data.name}-seed{seed}-steps{config.steps}"
+        config = make_config(args.model, "small", data=str(data), seed=seed, steps=args.steps)
+        run = args.work / "runs" / f"{args.model}-small-{data.name}-seed{seed}-steps{config.steps}"
         marker = run.with_suffix(".done.json")
         if marker.is_file():
             print(f"run seed {seed}: reusing {run}")

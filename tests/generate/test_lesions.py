@@ -168,3 +168,16 @@ def test_the_audit_of_a_painted_set_says_what_its_flags_mean(tmp_path, inpaint_r
     painted = generate(inpaint_run, 4, tmp_path / "syn", seed=0, progress=False)
     report = audit(tiny_brain, painted, tmp_path / "audit", AuditSettings(features=("pixel",)), progress=False)
     assert PAINTED_NOTE in report["notes"]
+
+
+def test_the_experiment_checks_a_painted_set_without_a_false_re_split_warning(tmp_path, tiny_brain):
+    """A painter learns from the slices with lesions, not from every slice of its patients: the
+    experiment's "the real set changed since" count check is for whole-image generators only."""
+    from pathosynth.evaluate.classify_data import load_real, load_synthetic
+
+    config = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=1, train_patients=2, subset_seed=1)
+    run = train(config, tmp_path / "run", progress=False)
+    painted = generate(run, 6, tmp_path / "syn", healthy=0.5, progress=False)
+    real = load_real(tiny_brain, train_patients=2, subset_seed=1)
+    notes = load_synthetic(painted, real).notes
+    assert not [note for note in notes if "changed since" in note], notes

@@ -264,7 +264,8 @@ def _judge_gan_data(synthetic, real, real_path, run_dir, record, data_path, spli
             return
         trained = (record.get("data") or {}).get("images")
         now = len(_gan_samples(real, record, split, label))
-        if trained is not None and int(trained) != now:
+        # a lesion painter learns from the slices with lesions (and some without): no count to compare
+        if trained is not None and int(trained) != now and _draws_whole_images(record):
             synthetic.notes.append(f"{said} saw {trained} images of the real set's {what}, which now holds {now}: "
                                    "the real set changed since (re-split?); its test patients may have been seen")
         return
@@ -284,6 +285,13 @@ def _judge_gan_data(synthetic, real, real_path, run_dir, record, data_path, spli
     synthetic.notes.append(f"{said} was trained on other data ({data_path}), not on the real set's train split; "
                            "no real val/test patient is in it, but the rows measure that data's GAN, not "
                            "augmentation from this training set alone")
+
+
+def _draws_whole_images(record: dict) -> bool:
+    from pathosynth.models import FAMILIES
+
+    model = (record.get("config") or {}).get("model")
+    return model not in FAMILIES or FAMILIES[model].generation == "images"
 
 
 def _gan_samples(real: RealSet, record: dict, split: str, label: str | None) -> list[Sample]:
