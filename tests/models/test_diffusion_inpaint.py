@@ -10,7 +10,7 @@ from monai.networks.schedulers import DDPMScheduler
 from pathosynth.config import make_config
 from pathosynth.errors import UserError
 from pathosynth.models.diffusion_inpaint import DiffusionPainter
-from pathosynth.models.inpaint2d.networks import painter_inputs
+from pathosynth.training.lesion_patches import painter_inputs
 from pathosynth.training.loop import resume_run, train
 
 

@@ -41,11 +41,10 @@ from pathosynth.generate.images import PAPER_JITTER, Jitter
 from pathosynth.generate.placement.slices import (crop, fit_shape, lesion_weight, organ_mask, plan_patch,
                                                    random_boxes, window)
 from pathosynth.models import build_generator
-from pathosynth.models.inpaint2d.networks import painter_inputs
 from pathosynth.outputs import check_source_map_target, write_source_map
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
-from pathosynth.training.lesion_patches import patch_inputs
+from pathosynth.training.lesion_patches import painter_inputs, patch_inputs
 from pathosynth.training.lesions import from_unit, lesion_samples, main_lesion, run_samples, to_unit
 
 INSIDE = 0.95  # a real layout's box must lie this much inside the organ

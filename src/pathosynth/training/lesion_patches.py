@@ -35,6 +35,13 @@ def patch_inputs(image: np.ndarray, lesion: np.ndarray, labels: list[int], patch
     return np.concatenate([image[None], lesion_weight(lesion > 0)[None], 0 * channels if healthy else channels])
 
 
+def painter_inputs(patch: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor
+                   ) -> torch.Tensor:
+    """The painter's input: what it may see (the patch outside the hole), the hole, what to paint."""
+    hole = (weight > 0).to(patch.dtype)
+    return torch.cat([patch * (1 - hole), hole, labels, noise * hole], 1)
+
+
 class LesionPatches:
     """Batches of (patch, weight, labels) from a LesionSet, on `device`."""
 
@@ -97,8 +104,17 @@ class LesionPatches:
         picks = torch.randint(len(self.data.holes), (count,))
         return torch.where(healthy, picks, -1).tolist()
 
-    def export_extras(self, intensity) -> dict:
+    @torch.no_grad()
+    def grid(self, model: torch.nn.Module) -> tuple[torch.Tensor, None, int]:
+        """The sample grid: rows of 8 real patches, each row above the same patches painted."""
+        patch, weight, labels = self.fixed
+        painted = model(painter_inputs(patch, weight, labels, self.fixed_noise.to(self.device)))
+        composite = weight * painted + (1 - weight) * patch
+        rows = [t for k in range(0, GRID_PATCHES, 8) for t in (patch[k:k + 8], composite[k:k + 8])]
+        return torch.cat(rows) * 2 - 1, None, 8
+
+    def export_extras(self) -> dict:
         """What generation needs to paint with the exported painter (generate/lesions.py)."""
         return {"patch": self.patch, "margin": self.margin, "labels": list(self.data.labels),
                 "healthy_share": self.healthy_share if self.learns_healthy else 0.0,
-                "intensity": vars(intensity), "spacing_mm": self.data.spacing}
+                "intensity": vars(self.data.intensity), "spacing_mm": self.data.spacing}

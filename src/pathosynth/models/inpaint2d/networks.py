@@ -70,13 +70,6 @@ class LesionPainter(nn.Module):
         return torch.sigmoid(self.head(torch.cat([F.leaky_relu(h, 0.2), inputs], 1)))
 
 
-def painter_inputs(patch: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor
-                   ) -> torch.Tensor:
-    """The painter's input: what it may see (the patch outside the hole), the hole, what to paint."""
-    hole = (weight > 0).to(patch.dtype)
-    return torch.cat([patch * (1 - hole), hole, labels, noise * hole], 1)
-
-
 class PatchDiscriminator(nn.Module):
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 192), cin: int = 3):
         super().__init__()

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathosynth.models.inpaint2d.networks import painter_inputs
-from pathosynth.training.lesion_patches import GRID_PATCHES, LesionPatches
+from pathosynth.training.lesion_patches import LesionPatches, painter_inputs
 from pathosynth.training.lesions import load_lesion_set
 from pathosynth.training.step import GANStep
 
@@ -68,12 +67,7 @@ class InpaintStep(GANStep):
         model.eval()  # group norm only
 
     def grid(self, model: nn.Module, phase: dict) -> tuple[torch.Tensor, list | None, int | None]:
-        patch, weight, labels = self.patches.fixed
-        with torch.no_grad():
-            painted = model(painter_inputs(patch, weight, labels, self.patches.fixed_noise.to(self.device)))
-        composite = weight * painted + (1 - weight) * patch
-        rows = [t for k in range(0, GRID_PATCHES, 8) for t in (patch[k:k + 8], composite[k:k + 8])]
-        return torch.cat(rows) * 2 - 1, None, 8
+        return self.patches.grid(model)
 
     def export_extras(self) -> dict:
-        return self.patches.export_extras(self.data.intensity)
+        return self.patches.export_extras()
