@@ -92,8 +92,10 @@ def train_for_budget(family: str, overrides: dict, data: Path, args: argparse.Na
     shutil.rmtree(run, ignore_errors=True)
     started = time.perf_counter()
     train(config, run, progress=False)
-    probe = time.perf_counter() - started
-    steps = max(PROBE_STEPS, int(PROBE_STEPS * args.budget / max(probe, 1e-3)))
+    # seconds per step from the run's own log: the probe's wall time also holds reading the data
+    records = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
+    per_step = sum(r["seconds"] for r in records) / max(records[-1]["step"], 1)
+    steps = max(PROBE_STEPS, PROBE_STEPS + int(args.budget / max(per_step, 1e-6)))
     if steps > PROBE_STEPS:
         resume_run(run, steps=steps, progress=False)
     seconds = time.perf_counter() - started
