@@ -94,6 +94,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--judge-seed", type=int, default=0)
     parser.add_argument("--clf-steps", type=int, default=1000, help="TSTR classifier steps (batch 64), both arms")
     parser.add_argument("--audit", action="store_true", help="also run `pathosynth curate audit` on each set")
+    parser.add_argument("--no-tstr", action="store_true",
+                        help="skip train-on-synthetic (it paints as many slices as the train split's tumour slices: "
+                             "~40 min for the diffusion painter on a CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", type=Path, help="write every number here")
     return parser.parse_args()
@@ -280,12 +283,13 @@ def measure_seed(seed: int, run: Path, train_s: float | None, context: Context) 
            "painted": len(links), "generate_s": seconds, "slices_per_s": len(links) / seconds}
     row.update(judge_placement(context, out, links, row["margin"]))
     row["diversity_ratio"] = row["crop_l2"] / context.ceiling["crop_l2"]
-    row.update(train_on_synthetic(context, run, seed, folder))
+    if not context.args.no_tstr:
+        row.update(train_on_synthetic(context, run, seed, folder))
     if context.args.audit:
         row["audit_flag_rate"] = audit(context.root, out, folder / "audit")
+    tstr = f"TSTR {row['auc_synthetic']:.3f} / {row['auc_real']:.3f}" if "auc_real" in row else "no TSTR"
     print(f"seed {seed}: generated hits {row['hit']:.1%}, control {row['control']:.1%}, untouched "
-          f"{row['untouched']:.1%}, TSTR {row['auc_synthetic']:.3f} / {row['auc_real']:.3f}, "
-          f"{row['slices_per_s']:.1f} slices/s")
+          f"{row['untouched']:.1%}, {tstr}, {row['slices_per_s']:.1f} slices/s")
     return row
 
 
@@ -384,13 +388,14 @@ def print_table(rows: list[dict], context: Context) -> dict:
                "worst": {k: float((max if high else min)(r[k] for r in rows)) for k, _, _, high in columns}}
     for name, values in summary.items():
         print(f"| **{name}** | | | " + " | ".join(fmt.format(values[key]) for key, _, fmt, _ in columns) + " |")
-    summary["bars"] = {"untouched_every_seed": summary["worst"]["untouched"] == 1.0,
-                       "tstr_ratio_every_seed": summary["worst"]["auc_ratio"] >= RATIO_BAR}
+    summary["bars"] = {"untouched_every_seed": summary["worst"]["untouched"] == 1.0}
     verdict = {True: "met", False: "NOT met"}
     print(f"\nbar (e), every pixel beyond the margin untouched on every slice of every seed: "
           f"{verdict[summary['bars']['untouched_every_seed']]}")
-    print(f"bar TSTR, B / A >= {RATIO_BAR} on every seed: {verdict[summary['bars']['tstr_ratio_every_seed']]} "
-          f"(worst {summary['worst']['auc_ratio']:.3f})")
+    if "auc_ratio" in summary["worst"]:
+        summary["bars"]["tstr_ratio_every_seed"] = summary["worst"]["auc_ratio"] >= RATIO_BAR
+        print(f"bar TSTR, B / A >= {RATIO_BAR} on every seed: {verdict[summary['bars']['tstr_ratio_every_seed']]} "
+              f"(worst {summary['worst']['auc_ratio']:.3f})")
     print(f"placement: painted lesions found in {summary['mean']['hit']:.1%} of boxes (worst seed "
           f"{summary['worst']['hit']:.1%}) against the ceiling {ceiling:.1%}; false hits on the sources "
           f"{summary['worst']['control']:.1%} at most")
