@@ -57,9 +57,9 @@ def _import_with(importer, src, out, options, split, split_file, seed, overwrite
 def cli():
     """pathosynth: pathology-aware generative augmentation of medical images.
 
-    Start with `pathosynth demo`: built-in data -> small GANs -> synthetic images and CT nodules ->
-    memorization audit -> classification experiment, image metrics, t-SNE -> one report (about 19
-    minutes on a 2-core CPU; `--tiny` for a one-minute smoke run).
+    Start with `pathosynth demo`: built-in data -> lesions painted into real brain slices and nodules
+    into a CT scan -> memorization audit -> classification experiment, image metrics, t-SNE -> one
+    report (about 18 minutes on a 2-core CPU; `--tiny` for a one-minute smoke run).
 
     Reader studies and teaching in a browser: `pathosynth admin NAME`, then `pathosynth serve`.
     """
@@ -73,15 +73,15 @@ def cli():
 @click.option("--overwrite", is_flag=True, help="Rebuild datasets that a previous run already finished.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def demo(out, seed, tiny, overwrite, quiet):
-    """Built-in datasets, small GANs on brain MR and chest CT, synthetic images, audit, experiments, report.
+    """Built-in datasets, lesions painted into brain MR, nodules into chest CT, audit, experiments, report.
 
-    Builds the built-in datasets (with info and previews), trains a class-conditional DCGAN on 10
-    training patients of the glioma set and a box-conditioned U-Net GAN on the metastasis set,
-    generates synthetic images, trains a small 3D MCGAN and places one nodule of each size x
-    attenuation kind into a chest CT scan, audits the brain images for near-copies, runs the
-    classification experiment (the same 10 training patients, 60 test patients), image metrics and
-    t-SNE, and writes OUT/report/report.html, whose headline says "not established" unless the data
-    show an effect.
+    Builds the built-in datasets (with info and previews), trains the 2D lesion inpainter on 8
+    training patients of the glioma set and paints into their lesion-free slices (tumours at real
+    layouts plus healthy repaints in the real class balance; and two lesions at random places per
+    slice), trains a small 3D MCGAN and places one nodule of each size x attenuation kind into a
+    chest CT scan, audits the painted slices for near-copies, runs the classification experiment
+    (the same 8 training patients, 60 test patients, 3 repeats), image metrics and t-SNE, and writes
+    OUT/report/report.html, whose headline says "not established" unless the data show an effect.
     Finished steps are reused and started ones resume.
     """
     from pathosynth.demo import run_demo
@@ -329,25 +329,25 @@ def train(model, data, out, resume, preset, classes, label, boxes, resolution, s
 @click.option("--copies", type=COUNT, default=1, show_default=True, help="With --scans: synthetic scans per real one.")
 @click.option("--positions", type=click.Choice(["real", "random"]), default="real", show_default=True,
               help="With --scans: replace the real nodules (the paper's protocol) or add nodules at random "
-                   "positions inside the lungs. inpaint2d runs: real lesion layouts, jittered, or --per-image "
+                   "positions inside the lungs. Lesion painter runs: real lesion layouts, jittered, or --per-image "
                    "lesions at random places inside the organ.")
 @click.option("--into", type=click.Path(path_type=Path), default=None,
-              help="inpaint2d runs: the dataset whose lesion-free slices are painted into [default: the training "
+              help="Lesion painter runs: the dataset whose lesion-free slices are painted into [default: the training "
                    "data].")
-@click.option("--split", default="train", show_default=True, help="inpaint2d runs: the split of --into to paint into.")
+@click.option("--split", default="train", show_default=True, help="Lesion painter runs: the split of --into.")
 @click.option("--per-image", type=COUNT, default=1, show_default=True,
-              help="inpaint2d runs with --positions random: lesions painted into each slice.")
+              help="Lesion painter runs with --positions random: lesions painted into each slice.")
 @click.option("--lesion-size", default=None,
-              help="inpaint2d runs with --positions random: box side in px, MIN-MAX (e.g. 4-8 or 60-80 for sizes "
+              help="Lesion painter runs, --positions random: box side in px, MIN-MAX (e.g. 4-8 or 60-80 for sizes "
                    "outside the training range) [default: the real lesions' sizes].")
 @click.option("--healthy", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="inpaint2d / diffusion-inpaint runs: this share of the slices gets healthy tissue painted into "
+              help="Lesion painter runs: this share of the slices gets healthy tissue painted into "
                    "the same kind of boxes instead of a lesion, labelled the set's other class (the control class "
                    "for augmentation experiments: painted, but no tumour).")
 @click.option("--per-scan", type=COUNT, default=1, show_default=True,
               help="With --positions random: nodules added to each scan.")
 @click.option("--keep-source-map", type=click.Path(path_type=Path), default=None,
-              help="With --ct, --scans or an inpaint2d run: also write this JSON file, outside --out, linking each "
+              help="With --ct, --scans or a lesion painter run: also write this JSON file, outside --out, linking each "
                    "synthetic scan or slice to the source it was made from (scans: path, series uid, sha256; slices: "
                    "sample and patient id). It leads back to patients: keep it with the source data and never share "
                    "it; --out itself names no source.")
@@ -359,8 +359,8 @@ def generate(run, count, out, label, boxes_text, boxes_from, jitter, ct, at, siz
              copies, positions, into, split, per_image, lesion_size, healthy, per_scan, keep_source_map, seed, batch,
              overwrite, quiet):
     """Generate with a trained run: N images into a dataset folder (labels, boxes, seeds, provenance); with a
-    3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans; with an inpaint2d run, lesions
-    painted into real slices (with their masks)."""
+    3D MCGAN run, nodules of a chosen size and attenuation placed into CT scans; with a lesion painter run
+    (inpaint2d, diffusion-inpaint), lesions painted into real slices (with their masks)."""
     from pathosynth.data.boxes import parse_boxes
     from pathosynth.generate import generate as generate_with
 
