@@ -10,8 +10,8 @@ classifiers and paints only into them, so the experiment's extra images bring no
 - `brain-synthetic`: slices with a lesion painted at a real layout (the papers' jitter), and, in
   the real training set's class balance, slices repainted with healthy tissue in the same kind of
   boxes (the non-tumour class), the images the experiment adds;
-- `brain-synthetic-boxes`: two lesions at random places inside the brain of each slice, some of
-  sizes outside the training range: lesions where the user asks.
+- `brain-synthetic-boxes`: two lesions at random places inside the brain of each slice, of sides
+  drawn evenly from 8 to 40 px (larger than most real ones): lesions where the user asks.
 
 A finished run or synthetic set is reused, a started run resumes from its checkpoint, so an
 interrupted demo continues where it stopped.
@@ -36,7 +36,7 @@ STEPS = 600
 # 1,200 leave room for the real class balance
 IMAGES, TINY_IMAGES = 1200, 64
 BOXES_IMAGES = 24
-BOXES_SIZES = (8, 40)  # px: from below the smallest phantom lesion to about the largest
+BOXES_SIZES = (8, 40)  # px, box side; the phantom's real lesion boxes: 1-129 px, median about 12
 
 
 def healthy_share(brain: Path, train_patients: int, seed: int) -> float:
