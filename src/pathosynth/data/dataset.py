@@ -33,7 +33,7 @@ from pathosynth.data.boxes import BOX_CONVENTION
 from pathosynth.data.image import MedicalImage
 from pathosynth.data.paths import kind_of
 from pathosynth.data.readers import read_image
-from pathosynth.data.splits import SplitPlan, assign_splits, check_patient_splits
+from pathosynth.data.splits import SplitPlan, assign_splits, check_patient_splits, patient_subset
 from pathosynth.data.tables import read_table
 from pathosynth.data.writers import write_image
 from pathosynth.errors import BadInputError, UserError
@@ -135,9 +135,19 @@ class Dataset:
         check_patient_splits([asdict(s) for s in samples], str(manifest_path))
         return cls(root, info, samples)
 
-    def select(self, split: str | None = None, label: str | None = None) -> list[Sample]:
-        return [s for s in self.samples
-                if (split is None or s.split == split) and (label is None or s.label == label)]
+    def select(self, split: str | None = None, label: str | None = None, train_patients: int | None = None,
+               subset_seed: int = 0) -> list[Sample]:
+        """The samples of `split` and `label` (None: all). With `train_patients`, only that many of the
+        split's patients, drawn with `subset_seed` over the whole split whatever `label` (the low-data
+        regime; `splits.patient_subset`): a GAN, a painter and the classifiers given the same count and
+        seed get the same patients."""
+        chosen = [s for s in self.samples
+                  if (split is None or s.split == split) and (label is None or s.label == label)]
+        if train_patients:
+            keep = patient_subset((s.patient_id for s in self.select(split=split)), train_patients, subset_seed,
+                                  str(self.root / "manifest.csv"))
+            chosen = [s for s in chosen if s.patient_id in keep]
+        return chosen
 
     def read(self, sample: Sample) -> np.ndarray:
         """The sample's image as float32, channel first: [c, (z,) y, x], in the intensity unit."""

@@ -28,7 +28,6 @@ from pathosynth.data.dataset import Dataset
 from pathosynth.data.inspect import show_dataset
 from pathosynth.demo.runs import train_or_resume
 from pathosynth.generate import generate
-from pathosynth.training.lesions import run_samples
 
 RUN = "brain-inpaint"
 STEPS = 600
@@ -41,7 +40,7 @@ BOXES_SIZES = (8, 40)  # px, box side; the phantom's real lesion boxes: 1-129 px
 
 def healthy_share(brain: Path, train_patients: int, seed: int) -> float:
     """The share of lesion-free slices among the experiment's real training slices."""
-    samples = run_samples(Dataset.load(brain), "train", train_patients, seed)
+    samples = Dataset.load(brain).select(split="train", train_patients=train_patients, subset_seed=seed)
     return sum(1 for s in samples if not s.boxes) / max(len(samples), 1)
 
 

@@ -44,7 +44,6 @@ from tqdm import tqdm
 
 from pathosynth.data.dataset import Dataset, Sample
 from pathosynth.data.preprocess import pad_to_square
-from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -132,9 +131,7 @@ def load_real(path: str | Path, positive: str | None = None, train_patients: int
                         "and the synthetic one as --synthetic")
     pos, neg = choose_positive(list(dataset.info.classes), positive, path)
     splits = {split: dataset.select(split=split) for split in SPLITS}
-    if train_patients:
-        keep = patient_subset((s.patient_id for s in splits["train"]), train_patients, subset_seed, str(manifest))
-        splits["train"] = [s for s in splits["train"] if s.patient_id in keep]
+    splits["train"] = dataset.select(split="train", train_patients=train_patients, subset_seed=subset_seed)
     missing = [split for split, samples in splits.items() if not samples]
     if missing:
         raise UserError(f"{manifest}: no {', '.join(missing)} images; classify needs patient-level train, val "
@@ -297,12 +294,8 @@ def _draws_whole_images(record: dict) -> bool:
 def _gan_samples(real: RealSet, record: dict, split: str, label: str | None) -> list[Sample]:
     """The real images the run's config says its GAN trained on."""
     config = record.get("config") or {}
-    samples = real.dataset.select(split=split or None, label=label)
-    if config.get("train_patients"):
-        keep = patient_subset((s.patient_id for s in real.dataset.select(split=split or None)),
-                              int(config["train_patients"]), int(config.get("subset_seed") or 0), str(real.path))
-        samples = [s for s in samples if s.patient_id in keep]
-    return samples
+    return real.dataset.select(split=split or None, label=label, train_patients=config.get("train_patients"),
+                               subset_seed=int(config.get("subset_seed") or 0))
 
 
 def _same_patients(synthetic: SyntheticSet, real: RealSet, record: dict, said: str) -> bool:

@@ -45,7 +45,7 @@ from pathosynth.outputs import check_source_map_target, write_source_map
 from pathosynth.runtime import default_device
 from pathosynth.training import checkpoint as ckpt
 from pathosynth.training.lesion_patches import painter_inputs, patch_inputs
-from pathosynth.training.lesions import from_unit, lesion_samples, main_lesion, run_samples, to_unit
+from pathosynth.training.lesions import from_unit, lesion_samples, main_lesion, to_unit
 
 INSIDE = 0.95  # a real layout's box must lie this much inside the organ
 
@@ -226,7 +226,8 @@ def _hosts(record, source: Dataset, split: str) -> list[Sample]:
     config = record.config
     own = Path(record.data["path"]).resolve() == Path(source.root).resolve() and (config.get("split") or "") == split
     if own:
-        return run_samples(source, split, config.get("train_patients"), int(config.get("subset_seed") or 0))
+        return source.select(split=split or None, train_patients=config.get("train_patients"),
+                             subset_seed=int(config.get("subset_seed") or 0))
     return source.select(split=split or None)
 
 

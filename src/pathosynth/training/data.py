@@ -20,7 +20,6 @@ from pathosynth.contracts import Intensity
 from pathosynth.data.boxes import box_image
 from pathosynth.data.dataset import Dataset
 from pathosynth.data.preprocess import pad_to_square
-from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
 
 if TYPE_CHECKING:
@@ -48,11 +47,9 @@ def load_training_set(config: TrainConfig, progress: bool = True) -> TrainingSet
     if config.label and config.label not in info.classes:
         raise UserError(f"{config.data}: unknown label '{config.label}'; this dataset's classes are "
                         f"{', '.join(info.classes)}")
-    samples = dataset.select(split=config.split or None, label=config.label)
-    if config.train_patients:  # drawn from the whole split, whatever --label, as `evaluate classify` does
-        keep = patient_subset((s.patient_id for s in dataset.select(split=config.split or None)),
-                              config.train_patients, config.subset_seed, str(config.data))
-        samples = [s for s in samples if s.patient_id in keep]
+    # the low-data subset is drawn from the whole split, whatever --label, as `evaluate classify` does
+    samples = dataset.select(split=config.split or None, label=config.label, train_patients=config.train_patients,
+                             subset_seed=config.subset_seed)
     if not samples:
         raise UserError(f"{config.data}: no '{config.split}' images"
                         f"{' of class ' + config.label if config.label else ''}; check --split and --label")

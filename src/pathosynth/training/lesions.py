@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from pathosynth.contracts import Intensity
 from pathosynth.data.dataset import Dataset
-from pathosynth.data.splits import patient_subset
 from pathosynth.errors import UserError
 from pathosynth.generate.placement.slices import organ_mask, random_boxes
 
@@ -59,18 +58,10 @@ def main_lesion(mask: np.ndarray) -> tuple[np.ndarray, list[int]] | None:
                                                           int(ys.max()) + 1]
 
 
-def run_samples(dataset: Dataset, split: str, train_patients: int | None, subset_seed: int) -> list:
-    """The samples a run trains on: its split, its low-data subset of patients."""
-    samples = dataset.select(split=split or None)
-    if train_patients:
-        keep = patient_subset((s.patient_id for s in samples), train_patients, subset_seed, str(dataset.root))
-        samples = [s for s in samples if s.patient_id in keep]
-    return samples
-
-
 def lesion_samples(dataset: Dataset, split: str, train_patients: int | None, subset_seed: int) -> list:
-    """The run's samples that have a mask."""
-    return [s for s in run_samples(dataset, split, train_patients, subset_seed) if s.mask]
+    """The samples a run trains on (its split, its low-data subset) that have a mask."""
+    return [s for s in dataset.select(split=split or None, train_patients=train_patients, subset_seed=subset_seed)
+            if s.mask]
 
 
 def load_lesion_set(config: TrainConfig, progress: bool = True) -> LesionSet:
@@ -113,8 +104,8 @@ def _add_healthy(data: LesionSet, dataset: Dataset, config: TrainConfig, progres
     """Slices without lesions (at most as many as the lesion slices, seeded), each with
     HOLES_PER_SLICE holes: a training lesion's box size at a random place inside the organ."""
     rng = np.random.default_rng([config.seed, 17])
-    samples = [s for s in run_samples(dataset, config.split, config.train_patients, config.subset_seed)
-               if not s.boxes]
+    samples = [s for s in dataset.select(split=config.split or None, train_patients=config.train_patients,
+                                         subset_seed=config.subset_seed) if not s.boxes]
     samples = [samples[i] for i in sorted(rng.permutation(len(samples))[:len(data.boxes)])]
     shape = tuple(data.images.shape[-2:])
     slices = []
