@@ -74,6 +74,16 @@ class DiffusionSampler(nn.Module):
         return x
 
 
+def check_denoiser(section) -> None:
+    """The checks every diffusion family's section needs: its U-Net's levels and its schedule."""
+    require_at_least_one(section, "res_blocks", "timesteps", "sample_steps")
+    if len(section.attention) != len(section.widths):
+        raise UserError(f"the diffusion U-Net has {len(section.widths)} levels but {len(section.attention)} "
+                        "attention flags; give one per level")
+    if section.sample_steps > section.timesteps:
+        raise UserError(f"sample-steps ({section.sample_steps}) cannot exceed the {section.timesteps} timesteps")
+
+
 @dataclass
 class DiffusionConfig:
     # U-Net channels per level; self-attention at the coarsest level only (8 x 8 at 64 px). Narrow
@@ -89,17 +99,12 @@ class DiffusionConfig:
     label_dropout: float = 0.1  # how often training drops the label to "no class"
 
     def check(self, config) -> None:
-        require_at_least_one(self, "res_blocks", "timesteps", "sample_steps")
-        if len(self.attention) != len(self.widths):
-            raise UserError(f"the diffusion U-Net has {len(self.widths)} levels but {len(self.attention)} "
-                            "attention flags; give one per level")
+        check_denoiser(self)
         if config.resolution % 2 ** (len(self.widths) - 1):
             raise UserError(f"resolution {config.resolution} cannot be halved {len(self.widths) - 1} times; "
                             "use a power of two")
         if not 0.0 <= self.label_dropout < 1.0:
             raise UserError(f"label-dropout must be in [0, 1), got {self.label_dropout}")
-        if self.sample_steps > self.timesteps:
-            raise UserError(f"sample-steps ({self.sample_steps}) cannot exceed the {self.timesteps} timesteps")
         if config.boxes:
             raise UserError("the diffusion baseline makes whole images by class; it has no box conditioning")
 

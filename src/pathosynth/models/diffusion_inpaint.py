@@ -24,12 +24,18 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from pathosynth.errors import UserError
-from pathosynth.models.diffusion import Prediction, Schedule
-from pathosynth.models.family import Family, LesionPainting, require_at_least_one
+from pathosynth.models.diffusion import Prediction, Schedule, check_denoiser
+from pathosynth.models.family import Family, LesionPainting
 from pathosynth.training import distributed
-from pathosynth.training.lesion_patches import LesionPatches
-from pathosynth.training.lesions import load_lesion_set
+from pathosynth.training.diffusion import denoising_target
+from pathosynth.training.lesion_patches import LesionPatches, PaintsLesions
 from pathosynth.training.step import TrainingStep, optimizer
+
+
+def unet_input(x: torch.Tensor, context: torch.Tensor, hole: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """What the U-Net sees, in training and sampling alike: x_t inside the hole only, the context
+    (the patch in [-1, 1] outside the hole, 0 inside), the hole and the label channels."""
+    return torch.cat([x * hole, context, hole, labels], 1)
 
 
 class DiffusionPainter(nn.Module):
@@ -50,7 +56,7 @@ class DiffusionPainter(nn.Module):
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, hole: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:
-        return self.unet(torch.cat([x * hole, context, hole, labels], 1), timesteps=t)
+        return self.unet(unet_input(x, context, hole, labels), timesteps=t)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         context, hole, labels, noise = inputs[:, :1], inputs[:, 1:2], inputs[:, 2:-1], inputs[:, -1:]
@@ -65,7 +71,7 @@ class DiffusionPainter(nn.Module):
         return ((x + 1) / 2).clamp(0, 1)
 
 
-class DiffusionInpaintStep(TrainingStep):
+class DiffusionInpaintStep(PaintsLesions, TrainingStep):
     loss_names = ("loss",)
     classes: list[str] = []
 
@@ -79,10 +85,6 @@ class DiffusionInpaintStep(TrainingStep):
         self.noising = DDPMScheduler(num_train_timesteps=self.settings.timesteps, schedule=self.settings.schedule)
         self.patches = LesionPatches(data, config.resolution, self.settings.margin, self.settings.healthy_share,
                                      self.device, config.seed)
-
-    @staticmethod
-    def load_data(config, progress: bool) -> Any:
-        return load_lesion_set(config, progress=progress)
 
     def parts(self) -> dict[str, Any]:
         return {"generator": self.generator, "opt_g": self.opt_g}
@@ -98,9 +100,8 @@ class DiffusionInpaintStep(TrainingStep):
         t = torch.randint(0, self.settings.timesteps, (images.shape[0],), device=self.device)
         noisy = self.noising.add_noise(images, noise, t)
         with self.autocast:
-            predicted = self.unet(torch.cat([noisy * hole, images * (1 - hole), hole, labels], 1), timesteps=t)
-        target = (self.noising.get_velocity(images, noise, t) if self.settings.prediction == "v_prediction"
-                  else noise)
+            predicted = self.unet(unet_input(noisy, images * (1 - hole), hole, labels), timesteps=t)
+        target = denoising_target(self.noising, images, noise, t, self.settings.prediction)
         loss = (hole * (predicted.float() - target) ** 2).sum() / hole.sum().clamp(min=1)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -110,14 +111,6 @@ class DiffusionInpaintStep(TrainingStep):
     def progress_text(self, record: dict) -> str:
         return f"loss {record['loss']:.4f} {record['images_per_s']:.1f} patches/s"
 
-    def settle(self, model: nn.Module, phase: dict) -> None:
-        model.eval()  # group norm only
-
-    def grid(self, model: nn.Module, phase: dict) -> tuple[torch.Tensor, list | None, int | None]:
-        return self.patches.grid(model)
-
-    def export_extras(self) -> dict:
-        return self.patches.export_extras()
 
 
 @dataclass
@@ -132,15 +125,10 @@ class DiffusionInpaintConfig(LesionPainting):
 
     def check(self, config) -> None:
         super().check(config)
-        require_at_least_one(self, "res_blocks", "timesteps", "sample_steps")
-        if len(self.attention) != len(self.widths):
-            raise UserError(f"the diffusion U-Net has {len(self.widths)} levels but {len(self.attention)} "
-                            "attention flags; give one per level")
+        check_denoiser(self)
         if config.resolution % 2 ** (len(self.widths) - 1):
             raise UserError(f"the painter's patch (--resolution {config.resolution}) must be divisible by "
                             f"{2 ** (len(self.widths) - 1)}; e.g. 96")
-        if self.sample_steps > self.timesteps:
-            raise UserError(f"sample-steps ({self.sample_steps}) cannot exceed the {self.timesteps} timesteps")
 
 
 def _generator_kwargs(config, channels: int, num_classes: int) -> dict:

@@ -21,6 +21,12 @@ from pathosynth.training.data import load_training_set
 from pathosynth.training.samples import grid_labels, grid_latents
 from pathosynth.training.step import TrainingStep, optimizer
 
+def denoising_target(noising: DDPMScheduler, images: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                     prediction: str) -> torch.Tensor:
+    """What the network regresses: v = sqrt(a) noise - sqrt(1 - a) x0, or the noise itself."""
+    return noising.get_velocity(images, noise, t) if prediction == "v_prediction" else noise
+
+
 class DiffusionStep(TrainingStep):
     loss_names = ("loss",)
 
@@ -57,8 +63,7 @@ class DiffusionStep(TrainingStep):
             labels = torch.where(dropped, torch.full_like(labels, self.num_classes), labels)
         with self.autocast:
             predicted = self.unet(noisy, timesteps=t, class_labels=labels if self.num_classes else None)
-        target = (self.noising.get_velocity(images, noise, t) if self.settings.prediction == "v_prediction"
-                  else noise)
+        target = denoising_target(self.noising, images, noise, t, self.settings.prediction)
         loss = F.mse_loss(predicted.float(), target)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from pathosynth.generate.placement.slices import crop, label_channels, lesion_weight, plan_patch
-from pathosynth.training.lesions import LesionSet
+from pathosynth.training.lesions import LesionSet, load_lesion_set
 
 GRID_PATCHES = 16  # sample grids: 16 real patches, each above its painted version
 
@@ -118,3 +118,24 @@ class LesionPatches:
         return {"patch": self.patch, "margin": self.margin, "labels": list(self.data.labels),
                 "healthy_share": self.healthy_share if self.learns_healthy else 0.0,
                 "intensity": vars(self.data.intensity), "spacing_mm": self.data.spacing}
+
+
+class PaintsLesions:
+    """What both lesion painter steps (inpaint2d, diffusion-inpaint) share, listed first among their
+    bases: the training set, group norm only when settling, the sample grid and what generation
+    needs from the export; the step sets `self.patches`."""
+
+    patches: LesionPatches
+
+    @staticmethod
+    def load_data(config, progress: bool) -> LesionSet:
+        return load_lesion_set(config, progress=progress)
+
+    def settle(self, model: torch.nn.Module, phase: dict) -> None:
+        model.eval()  # group norm only: no running statistics to fix
+
+    def grid(self, model: torch.nn.Module, phase: dict) -> tuple[torch.Tensor, None, int]:
+        return self.patches.grid(model)
+
+    def export_extras(self) -> dict:
+        return self.patches.export_extras()

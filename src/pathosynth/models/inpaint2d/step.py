@@ -10,18 +10,15 @@ Every random draw comes from the torch RNG the checkpoint keeps, so a resumed ru
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from pathosynth.training.lesion_patches import LesionPatches, painter_inputs
-from pathosynth.training.lesions import load_lesion_set
+from pathosynth.training.lesion_patches import LesionPatches, PaintsLesions, painter_inputs
 from pathosynth.training.step import GANStep
 
 
-class InpaintStep(GANStep):
+class InpaintStep(PaintsLesions, GANStep):
     loss_names = ("loss_d", "loss_g", "adversarial_g", "l1")
     classes: list[str] = []
 
@@ -32,10 +29,6 @@ class InpaintStep(GANStep):
         self.settings = config.family
         self.patches = LesionPatches(data, config.resolution, self.settings.margin, self.settings.healthy_share,
                                      self.device, config.seed)
-
-    @staticmethod
-    def load_data(config, progress: bool) -> Any:
-        return load_lesion_set(config, progress=progress)
 
     @property
     def passes_per_step(self) -> int:
@@ -62,12 +55,3 @@ class InpaintStep(GANStep):
         loss_g = s.adversarial_weight * adversarial + s.l1_weight * l1
         self.update_generator(loss_g)
         return torch.stack([loss_d, loss_g, adversarial, l1]).detach().float()
-
-    def settle(self, model: nn.Module, phase: dict) -> None:
-        model.eval()  # group norm only
-
-    def grid(self, model: nn.Module, phase: dict) -> tuple[torch.Tensor, list | None, int | None]:
-        return self.patches.grid(model)
-
-    def export_extras(self) -> dict:
-        return self.patches.export_extras()
