@@ -85,15 +85,17 @@ def test_no_file_under_out_names_a_source_slice_or_patient(tmp_path, inpaint_run
     assert str(tiny_brain) not in (out / "dataset.json").read_text()
 
 
-def test_training_resumes_bit_for_bit(tmp_path, tiny_brain):
+@pytest.mark.parametrize("model, parts", [("inpaint2d", ("generator", "discriminator", "ema")),
+                                          ("diffusion-inpaint", ("generator", "ema"))])
+def test_training_resumes_bit_for_bit(tmp_path, tiny_brain, model, parts):
     torch.set_num_threads(1)
-    config = make_config("inpaint2d", "tiny", data=str(tiny_brain), steps=6, checkpoint_every=2)
+    config = make_config(model, "tiny", data=str(tiny_brain), steps=6, checkpoint_every=2)
     train(config, tmp_path / "straight", progress=False)
     train(config, tmp_path / "interrupted", progress=False, stop_after=3)
     resume_run(tmp_path / "interrupted", progress=False)
     a, b = (torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
             for name in ("straight", "interrupted"))
-    for part in ("generator", "discriminator", "ema"):
+    for part in parts:
         assert all(torch.equal(a[part][k], b[part][k]) for k in a[part])
 
 
