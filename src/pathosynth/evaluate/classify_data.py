@@ -130,8 +130,8 @@ def load_real(path: str | Path, positive: str | None = None, train_patients: int
         raise UserError(f"{manifest}: --real points to a synthetic set; pass the real dataset folder as --real "
                         "and the synthetic one as --synthetic")
     pos, neg = choose_positive(list(dataset.info.classes), positive, path)
-    splits = {split: dataset.select(split=split) for split in SPLITS}
-    splits["train"] = dataset.select(split="train", train_patients=train_patients, subset_seed=subset_seed)
+    splits = {split: dataset.select(split=split, train_patients=train_patients if split == "train" else None,
+                                    subset_seed=subset_seed) for split in SPLITS}
     missing = [split for split, samples in splits.items() if not samples]
     if missing:
         raise UserError(f"{manifest}: no {', '.join(missing)} images; classify needs patient-level train, val "

@@ -219,13 +219,17 @@ def paint_lesions(run: str | Path, n: int, out: str | Path, *, into: str | Path 
     return done
 
 
+def _is_run_data(record, dataset: Dataset) -> bool:
+    """Whether `dataset` is the folder the run trained on."""
+    return Path(record.data["path"]).resolve() == Path(dataset.root).resolve()
+
+
 def _hosts(record, source: Dataset, split: str) -> list[Sample]:
     """The slices of `split` that may be painted into. In the run's own data and split, only the
     patients it learned from (its low-data subset): an augmentation experiment's classifier then
     sees no patient through the painted slices that it does not see as a real one."""
     config = record.config
-    own = Path(record.data["path"]).resolve() == Path(source.root).resolve() and (config.get("split") or "") == split
-    if own:
+    if _is_run_data(record, source) and (config.get("split") or "") == split:
         return source.select(split=split or None, train_patients=config.get("train_patients"),
                              subset_seed=int(config.get("subset_seed") or 0))
     return source.select(split=split or None)
@@ -238,8 +242,8 @@ def _lesion_source(record, boxes_from: Path | None, hosts: Dataset) -> tuple[Dat
     if boxes_from:
         dataset = Dataset.load(boxes_from)
         return dataset, [s for s in dataset.samples if s.mask]
-    path, config = Path(record.data["path"]), record.config
-    dataset = hosts if path.resolve() == Path(hosts.root).resolve() else Dataset.load(path)
+    config = record.config
+    dataset = hosts if _is_run_data(record, hosts) else Dataset.load(record.data["path"])
     return dataset, lesion_samples(dataset, config.get("split") or "train", config.get("train_patients"),
                                    int(config.get("subset_seed") or 0))
 
