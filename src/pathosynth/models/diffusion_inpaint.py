@@ -83,8 +83,7 @@ class DiffusionInpaintStep(PaintsLesions, TrainingStep):
         self.opt_g = optimizer(config, self.generator.parameters(), config.lr_g)
         self.unet = distributed.wrap(self.generator.unet, processes)
         self.noising = DDPMScheduler(num_train_timesteps=self.settings.timesteps, schedule=self.settings.schedule)
-        self.patches = LesionPatches(data, config.resolution, self.settings.margin, self.settings.healthy_share,
-                                     self.device, config.seed)
+        self.patches = LesionPatches(data, config, self.device)
 
     def parts(self) -> dict[str, Any]:
         return {"generator": self.generator, "opt_g": self.opt_g}

@@ -45,9 +45,12 @@ def painter_inputs(patch: torch.Tensor, weight: torch.Tensor, labels: torch.Tens
 class LesionPatches:
     """Batches of (patch, weight, labels) from a LesionSet, on `device`."""
 
-    def __init__(self, data: LesionSet, patch: int, margin: int, healthy_share: float, device: torch.device,
-                 seed: int):
-        self.data, self.patch, self.margin, self.healthy_share, self.device = data, patch, margin, healthy_share, device
+    def __init__(self, data: LesionSet, config, device: torch.device):
+        """`config`: the run's; its resolution is the patch side, its family section (`LesionPainting`)
+        gives the margin and the healthy share, its seed the grid's patches and noise."""
+        seed = config.seed
+        self.data, self.patch, self.device = data, config.resolution, device
+        self.margin, self.healthy_share = config.family.margin, config.family.healthy_share
         picks = torch.randperm(len(data.boxes), generator=torch.Generator().manual_seed(seed))
         self.fixed = self.batch(picks[:GRID_PATCHES].tolist(), offsets=None, flips=False)
         self.fixed_noise = torch.randn(self.fixed[0].shape, generator=torch.Generator().manual_seed(seed))

@@ -27,8 +27,7 @@ class InpaintStep(PaintsLesions, GANStep):
         self.num_classes = len(self.labels)  # GANStep builds the networks with one channel per label
         super().__init__(config, family, data, processes, sampler)
         self.settings = config.family
-        self.patches = LesionPatches(data, config.resolution, self.settings.margin, self.settings.healthy_share,
-                                     self.device, config.seed)
+        self.patches = LesionPatches(data, config, self.device)
 
     @property
     def passes_per_step(self) -> int:
